@@ -1,0 +1,90 @@
+//! `batch_publish(start, commitments)`: the bank writes the commitments of serials
+//! `[start, start + n)`; `start` must equal the batch's `published` count.
+
+use anchor_lang::prelude::*;
+
+use crate::constants::{COMMITMENT_LEN, SEED_BANK, SEED_CONFIG};
+use crate::error::MupibError;
+use crate::events::{emit_event, BatchPublished};
+use crate::state::{BankRegistration, Batch, Config};
+
+/// Arguments of `batch_publish`.
+#[derive(AnchorSerialize, AnchorDeserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BatchPublishArgs {
+    /// Serial of the first commitment; equals the batch's `published`.
+    pub start: u32,
+    /// `commitment(token_digest16)` of serials `start, start + 1, …`.
+    pub commitments: Vec<[u8; 16]>,
+}
+
+/// Accounts of `batch_publish`.
+#[derive(Accounts)]
+pub struct BatchPublish<'info> {
+    /// The batch's bank.
+    pub bank: Signer<'info>,
+    /// `["config"]`.
+    #[account(seeds = [SEED_CONFIG], bump = config.bump)]
+    pub config: Account<'info, Config>,
+    /// `["bank", bank]`: the bank must be registered and active.
+    #[account(
+        seeds = [SEED_BANK, bank.key().as_ref()],
+        bump = bank_registration.bump,
+        has_one = bank,
+    )]
+    pub bank_registration: Account<'info, BankRegistration>,
+    /// The batch (owned by the program, `Batch` discriminator, created by this bank).
+    #[account(mut, has_one = bank)]
+    pub batch: AccountLoader<'info, Batch>,
+}
+
+impl BatchPublish<'_> {
+    /// Checks pause, bank status, batch state and range; returns the end serial.
+    pub fn validate(&self, args: &BatchPublishArgs, batch: &Batch) -> Result<u32> {
+        self.config.require_not_paused()?;
+        self.bank_registration.require_active()?;
+        require!(!batch.is_sealed(), MupibError::BatchSealed);
+        require!(!args.commitments.is_empty(), MupibError::EmptyChunk);
+        require!(args.start == batch.published, MupibError::PublishOutOfOrder);
+        let count = u32::try_from(args.commitments.len())
+            .map_err(|_| error!(MupibError::ArithmeticOverflow))?;
+        let end = args
+            .start
+            .checked_add(count)
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        require!(end <= batch.token_count, MupibError::PublishPastRange);
+        Ok(end)
+    }
+}
+
+/// Writes the commitments into the batch account.
+pub fn handler(ctx: Context<BatchPublish>, args: BatchPublishArgs) -> Result<()> {
+    let accounts = &*ctx.accounts;
+    let batch_info = accounts.batch.to_account_info();
+    let mut data = batch_info.try_borrow_mut_data()?;
+    let view = Batch::view_mut(&mut data)?;
+    let end = accounts.validate(&args, view.header)?;
+
+    let offset = (args.start as usize)
+        .checked_mul(COMMITMENT_LEN)
+        .ok_or(error!(MupibError::ArithmeticOverflow))?;
+    let region = view
+        .commitments
+        .get_mut(offset..)
+        .ok_or(error!(MupibError::PublishPastRange))?;
+    for (slot, commitment) in region
+        .chunks_exact_mut(COMMITMENT_LEN)
+        .zip(args.commitments.iter())
+    {
+        slot.copy_from_slice(commitment);
+    }
+    view.header.published = end;
+    view.header.invariant()?;
+
+    emit_event(BatchPublished {
+        batch: batch_info.key(),
+        start: args.start,
+        count: end - args.start,
+        published: end,
+    });
+    Ok(())
+}

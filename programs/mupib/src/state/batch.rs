@@ -1,0 +1,242 @@
+//! `Batch` (`["batch", bank, batch_id_le]`): a bank's published tokens.
+//!
+//! Layout of the account data (zero-copy, never copied onto the stack):
+//!
+//! | offset | length | content |
+//! |---|---|---|
+//! | 0 | 8 | Anchor discriminator |
+//! | 8 | 80 | [`Batch`] header |
+//! | 88 | `16 × token_count` | commitments, serial order |
+//! | `88 + 16 × token_count` | `ceil(token_count / 8)` | spent bitmap, bit `serial % 8` of byte `serial / 8` |
+
+use anchor_lang::prelude::*;
+use anchor_lang::Discriminator;
+
+use crate::constants::{COMMITMENT_LEN, DISCRIMINATOR_LEN, MAX_BATCH_TOKENS, MAX_PDA_ACCOUNT_SIZE};
+use crate::error::MupibError;
+
+/// Zero-copy header of a batch; the commitments and the spent bitmap follow it in the account.
+#[account(zero_copy)]
+#[derive(Debug)]
+pub struct Batch {
+    /// Bank that created the batch and funded its escrow.
+    pub bank: Pubkey,
+    /// Bank-chosen id, part of the PDA seeds.
+    pub batch_id: u64,
+    /// Value of each token, in base units of `Config.mint`.
+    pub value: u64,
+    /// Issue time (unix seconds) of the batch's tokens.
+    pub issued_at: i64,
+    /// After this time (unix seconds) the bank may close the batch and take back the unspent escrow.
+    pub expires_at: i64,
+    /// Number of tokens (serials `0 .. token_count`).
+    pub token_count: u32,
+    /// Number of commitments written so far (serials `0 .. published`).
+    pub published: u32,
+    /// Number of tokens spent (decided valid and paid).
+    pub spent_count: u32,
+    /// 1 once sealed: every commitment is written and tokens are redeemable.
+    pub sealed: u8,
+    /// Bump of the batch PDA.
+    pub bump: u8,
+    /// Bump of the escrow PDA `["escrow", batch]`.
+    pub escrow_bump: u8,
+    /// Reserved, zero.
+    pub reserved: [u8; 1],
+}
+
+/// Offset of the commitments in the account data.
+pub const BATCH_HEADER_LEN: usize = DISCRIMINATOR_LEN + std::mem::size_of::<Batch>();
+
+const _: () = assert!(std::mem::size_of::<Batch>() == 80);
+const _: () = assert!(Batch::space(MAX_BATCH_TOKENS) <= MAX_PDA_ACCOUNT_SIZE);
+const _: () = assert!(Batch::space(MAX_BATCH_TOKENS + 1) > MAX_PDA_ACCOUNT_SIZE);
+
+/// Read-only view of a batch account's data.
+pub struct BatchView<'a> {
+    /// The header.
+    pub header: &'a Batch,
+    /// `token_count × 16` commitment bytes.
+    pub commitments: &'a [u8],
+    /// Spent bitmap.
+    pub spent: &'a [u8],
+}
+
+/// Mutable view of a batch account's data.
+pub struct BatchViewMut<'a> {
+    /// The header.
+    pub header: &'a mut Batch,
+    /// `token_count × 16` commitment bytes.
+    pub commitments: &'a mut [u8],
+    /// Spent bitmap.
+    pub spent: &'a mut [u8],
+}
+
+impl Batch {
+    /// Account size of a batch of `token_count` tokens.
+    pub const fn space(token_count: u32) -> usize {
+        let count = token_count as usize;
+        BATCH_HEADER_LEN + count * COMMITMENT_LEN + count.div_ceil(8)
+    }
+
+    /// Account size to allocate at creation: `space(token_count)` for a valid count, and the
+    /// size of the largest batch otherwise (creation then fails with a clear error in
+    /// `validate()` instead of an opaque allocation failure).
+    pub const fn space_for_create(token_count: u32) -> usize {
+        if token_count == 0 || token_count > MAX_BATCH_TOKENS {
+            Self::space(MAX_BATCH_TOKENS)
+        } else {
+            Self::space(token_count)
+        }
+    }
+
+    /// Splits a batch account's data into header, commitments and spent bitmap.
+    /// Fails unless the data starts with the `Batch` discriminator and has the right length.
+    pub fn view(data: &[u8]) -> Result<BatchView<'_>> {
+        if data.len() < BATCH_HEADER_LEN || &data[..DISCRIMINATOR_LEN] != Batch::DISCRIMINATOR {
+            return err!(MupibError::BatchDataInvalid);
+        }
+        let (head, rest) = data.split_at(BATCH_HEADER_LEN);
+        let header: &Batch = bytemuck::try_from_bytes(&head[DISCRIMINATOR_LEN..])
+            .map_err(|_| error!(MupibError::BatchDataInvalid))?;
+        let (commitments_len, spent_len) = Self::region_lens(header.token_count)?;
+        if rest.len() < commitments_len + spent_len {
+            return err!(MupibError::BatchDataInvalid);
+        }
+        let (commitments, tail) = rest.split_at(commitments_len);
+        Ok(BatchView {
+            header,
+            commitments,
+            spent: &tail[..spent_len],
+        })
+    }
+
+    /// Mutable variant of [`Batch::view`].
+    pub fn view_mut(data: &mut [u8]) -> Result<BatchViewMut<'_>> {
+        if data.len() < BATCH_HEADER_LEN || &data[..DISCRIMINATOR_LEN] != Batch::DISCRIMINATOR {
+            return err!(MupibError::BatchDataInvalid);
+        }
+        let (head, rest) = data.split_at_mut(BATCH_HEADER_LEN);
+        let header: &mut Batch = bytemuck::try_from_bytes_mut(&mut head[DISCRIMINATOR_LEN..])
+            .map_err(|_| error!(MupibError::BatchDataInvalid))?;
+        let (commitments_len, spent_len) = Self::region_lens(header.token_count)?;
+        if rest.len() < commitments_len + spent_len {
+            return err!(MupibError::BatchDataInvalid);
+        }
+        let (commitments, tail) = rest.split_at_mut(commitments_len);
+        Ok(BatchViewMut {
+            header,
+            commitments,
+            spent: &mut tail[..spent_len],
+        })
+    }
+
+    fn region_lens(token_count: u32) -> Result<(usize, usize)> {
+        require!(
+            token_count <= MAX_BATCH_TOKENS,
+            MupibError::BatchDataInvalid
+        );
+        let count = token_count as usize;
+        Ok((count * COMMITMENT_LEN, count.div_ceil(8)))
+    }
+
+    /// Header consistency: counts within the batch, sealed only when fully published, spent
+    /// only when sealed.
+    pub fn invariant(&self) -> Result<()> {
+        require!(
+            self.token_count >= 1 && self.token_count <= MAX_BATCH_TOKENS,
+            MupibError::InvariantViolated
+        );
+        require!(
+            self.published <= self.token_count,
+            MupibError::InvariantViolated
+        );
+        require!(
+            self.spent_count <= self.token_count,
+            MupibError::InvariantViolated
+        );
+        require!(self.sealed <= 1, MupibError::InvariantViolated);
+        require!(
+            self.sealed == 0 || self.published == self.token_count,
+            MupibError::InvariantViolated
+        );
+        require!(
+            self.spent_count == 0 || self.sealed == 1,
+            MupibError::InvariantViolated
+        );
+        Ok(())
+    }
+
+    /// Whether the batch is sealed (its tokens are redeemable).
+    pub fn is_sealed(&self) -> bool {
+        self.sealed == 1
+    }
+}
+
+/// The stored commitment of `serial` (caller checks `serial < token_count`).
+pub fn commitment_at(commitments: &[u8], serial: u32) -> Option<&[u8]> {
+    let start = (serial as usize).checked_mul(COMMITMENT_LEN)?;
+    commitments.get(start..start.checked_add(COMMITMENT_LEN)?)
+}
+
+/// Whether `serial` is marked spent in the bitmap.
+pub fn is_spent(spent: &[u8], serial: u32) -> bool {
+    let index = serial as usize / 8;
+    let mask = 1u8 << (serial % 8);
+    spent.get(index).is_some_and(|byte| byte & mask != 0)
+}
+
+/// Marks `serial` spent. Returns `false` (and changes nothing) if it is out of the bitmap.
+pub fn set_spent(spent: &mut [u8], serial: u32) -> bool {
+    let index = serial as usize / 8;
+    let mask = 1u8 << (serial % 8);
+    match spent.get_mut(index) {
+        Some(byte) => {
+            *byte |= mask;
+            true
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn largest_batch_is_629_tokens_in_at_most_10240_bytes() {
+        assert_eq!(Batch::space(629), 88 + 629 * 16 + 79);
+        assert_eq!(Batch::space(629), 10_231);
+        assert!(Batch::space(630) > MAX_PDA_ACCOUNT_SIZE);
+        assert_eq!(Batch::space_for_create(0), Batch::space(MAX_BATCH_TOKENS));
+        assert_eq!(Batch::space_for_create(700), Batch::space(MAX_BATCH_TOKENS));
+        assert_eq!(Batch::space_for_create(9), Batch::space(9));
+    }
+
+    #[test]
+    fn spent_bitmap_sets_and_reads_single_bits() {
+        let mut bitmap = [0u8; 2];
+        assert!(set_spent(&mut bitmap, 9));
+        assert!(is_spent(&bitmap, 9));
+        assert!(!is_spent(&bitmap, 8) && !is_spent(&bitmap, 10) && !is_spent(&bitmap, 1));
+        assert_eq!(bitmap, [0, 0b10]);
+        assert!(!set_spent(&mut bitmap, 16), "out of range changes nothing");
+        assert!(!is_spent(&bitmap, 16));
+        assert_eq!(bitmap, [0, 0b10]);
+    }
+
+    #[test]
+    fn view_rejects_foreign_and_truncated_data() {
+        let mut data = vec![0u8; Batch::space(3)];
+        data[..DISCRIMINATOR_LEN].copy_from_slice(Batch::DISCRIMINATOR);
+        data[DISCRIMINATOR_LEN + 64..DISCRIMINATOR_LEN + 68].copy_from_slice(&3u32.to_le_bytes());
+        let view = Batch::view(&data).expect("valid batch");
+        assert_eq!(view.header.token_count, 3);
+        assert_eq!(view.commitments.len(), 48);
+        assert_eq!(view.spent.len(), 1);
+        assert!(Batch::view(&data[..data.len() - 1]).is_err(), "truncated");
+        let mut foreign = data.clone();
+        foreign[0] ^= 1;
+        assert!(Batch::view(&foreign).is_err(), "wrong discriminator");
+    }
+}

@@ -9,9 +9,14 @@
 //!
 //! Figures only, nothing asserted about time. What is measured:
 //! - saturated intake (every transaction already queued; a batch is taken as soon as the previous
-//!   one is answered) on a file-backed [`SqliteStore`] (WAL, `synchronous = FULL`, one database
-//!   transaction per intake), on an in-memory SQLite database (the same SQL, no I/O) and on the
-//!   [`MemoryStore`]: transactions/s, verified signatures/s,
+//!   one is answered) on a file-backed [`SqliteStore`] (WAL, `synchronous = FULL`) with group
+//!   commit ([`Auditor::apply_decisions_and_intake_batch`]: one database transaction per
+//!   verification batch holding its intakes and the decisions of the blocks the previous batch
+//!   formed; the group's responses signed only after it returned), the same on two threads
+//!   (verification of batch k+1 overlapping the engine on batch k), and with one database
+//!   transaction per intake ([`Auditor::process`]), on an in-memory SQLite
+//!   database (the same SQL, no I/O) both ways, and on the [`MemoryStore`]: transactions/s,
+//!   verified signatures/s,
 //!   the ratio to the raw batch-verify bound, and the latency from a batch's collection to each
 //!   of its transactions' signed response (it includes the batch's verification and the intakes
 //!   queued before it in the batch);
@@ -19,7 +24,7 @@
 //!   transactions or 5 ms after its first arrival: latency from each transaction's arrival to its
 //!   signed response (so it includes waiting for the batch to fill);
 //! - a SQLite commit probe in the same directory (one commit per intake vs one per 64 intakes, the
-//!   same pragmas) that prices the per-intake fsync and estimates what group commit would give.
+//!   same pragmas) that prices the per-intake fsync.
 //!
 //! The machine is shared: raw and intake figures are measured in interleaved rounds and each
 //! figure keeps its best round.
@@ -30,7 +35,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
-use mupib_sdk::auditor::{Auditor, AuditorConfig, SimulatedChain, TransactionSummary};
+use mupib_sdk::auditor::{
+    Auditor, AuditorConfig, BlockOutcome, BlockVerifier, Decision, SimulatedChain,
+    TransactionSummary,
+};
 use mupib_sdk::cert::{pubkey_of, Certificate, Registry, Role};
 use mupib_sdk::money::Withholding;
 use mupib_sdk::response::{AuditorResponse, Verdict};
@@ -212,6 +220,19 @@ fn raw_batch_rate(items: &[Item], per_batch: usize) -> BenchResult<f64> {
     Ok(items.len() as f64 / start.elapsed().as_secs_f64())
 }
 
+/// How the engine commits.
+#[derive(Clone, Copy, PartialEq)]
+enum Commit {
+    /// `Auditor::process` per transaction: one store transaction per intake and per decided
+    /// block.
+    PerIntake,
+    /// Group commit: `Auditor::apply_decisions_and_intake_batch` per verification batch — the
+    /// decisions the chain returned for the blocks formed by the previous batch and this batch's
+    /// intakes in ONE store transaction; every response of the group (intake and final) is
+    /// signed only after that commit returned; the blocks formed then go to the chain.
+    Grouped,
+}
+
 /// When transactions reach the auditor.
 #[derive(Clone, Copy)]
 enum Arrivals {
@@ -285,6 +306,7 @@ fn run_pipeline<S: Store>(
     work: &Workload,
     txs: &[PaymentTransaction],
     arrivals: Arrivals,
+    commit: Commit,
 ) -> BenchResult<RunStats> {
     let config = AuditorConfig {
         withholding: Withholding::from_bps(WITHHOLDING_BPS)?,
@@ -311,6 +333,7 @@ fn run_pipeline<S: Store>(
     };
     let start = Instant::now();
     let mut next = 0;
+    let mut carried = Vec::new();
     while next < txs.len() {
         let last = (next + BATCH).min(txs.len());
         let (end, collected) = match &offsets {
@@ -336,6 +359,29 @@ fn run_pipeline<S: Store>(
         let results = verify_transactions(batch, &work.registry, NOW);
         stats.verify_time += t.elapsed();
         stats.batches += 1;
+        if commit == Commit::Grouped {
+            let mut summaries = Vec::with_capacity(results.len());
+            for (position, result) in results.into_iter().enumerate() {
+                let verified = result.map_err(|e| {
+                    format!("transaction {} failed verification: {e}", next + position)
+                })?;
+                summaries.push(TransactionSummary::from(&verified));
+            }
+            grouped_batch(
+                &mut auditor,
+                &mut chain,
+                work,
+                &summaries,
+                next,
+                &offsets,
+                start,
+                collected,
+                &mut stats,
+                &mut carried,
+            )?;
+            next = end;
+            continue;
+        }
         for (position, result) in results.into_iter().enumerate() {
             let verified = result
                 .map_err(|e| format!("transaction {} failed verification: {e}", next + position))?;
@@ -385,6 +431,7 @@ fn run_pipeline<S: Store>(
         }
         next = end;
     }
+    flush_decisions(&mut auditor, &mut chain, work, &mut stats, &mut carried)?;
     stats.elapsed = start.elapsed();
     // The state is really there: the last transaction is stored.
     let last = verify_transactions(&txs[txs.len() - 1..], &work.registry, NOW)
@@ -395,6 +442,200 @@ fn run_pipeline<S: Store>(
     }
     stats.latencies.sort_unstable();
     Ok(stats)
+}
+
+/// Saturated group-commit intake on two threads: one verifies batch k+1 while the other runs
+/// the engine, commits and signs batch k (a channel of one batch between them). Latency runs
+/// from the moment the verifying thread takes the batch, so it includes waiting in the channel.
+fn run_pipelined<S: Store>(
+    store: S,
+    work: &Workload,
+    txs: &[PaymentTransaction],
+) -> BenchResult<RunStats> {
+    let config = AuditorConfig {
+        withholding: Withholding::from_bps(WITHHOLDING_BPS)?,
+        trust_model: TrustModel::Neutral,
+        trust_scale: TrustScale::Initial,
+        initial_block_size: INITIAL_BLOCK_SIZE,
+        paper_mode: false,
+    };
+    let mut auditor = Auditor::new(store, config)?;
+    let mut chain = work.chain.clone();
+    let mut stats = RunStats {
+        transactions: txs.len(),
+        elapsed: Duration::ZERO,
+        latencies: Vec::with_capacity(txs.len()),
+        verify_time: Duration::ZERO,
+        engine_time: Duration::ZERO,
+        sign_time: Duration::ZERO,
+        batches: 0,
+        delivered: 0,
+        waiting: 0,
+        blocks: 0,
+        final_responses: 0,
+    };
+    type Verified = Result<(usize, Instant, Duration, Vec<TransactionSummary>), String>;
+    let start = Instant::now();
+    let mut carried = Vec::new();
+    std::thread::scope(|scope| -> BenchResult<()> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Verified>(1);
+        let registry = &work.registry;
+        scope.spawn(move || {
+            for (index, batch) in txs.chunks(BATCH).enumerate() {
+                let collected = Instant::now();
+                let results = verify_transactions(batch, registry, NOW);
+                let mut summaries = Vec::with_capacity(results.len());
+                let mut failed = None;
+                for (position, result) in results.into_iter().enumerate() {
+                    match result {
+                        Ok(verified) => summaries.push(TransactionSummary::from(&verified)),
+                        Err(e) => {
+                            failed = Some(format!(
+                                "transaction {} failed verification: {e}",
+                                index * BATCH + position
+                            ));
+                            break;
+                        }
+                    }
+                }
+                let message = match failed {
+                    Some(error) => Err(error),
+                    None => Ok((index * BATCH, collected, collected.elapsed(), summaries)),
+                };
+                if sender.send(message).is_err() {
+                    return; // the engine side stopped
+                }
+            }
+        });
+        for message in receiver {
+            let (first, collected, verify_time, summaries) = message?;
+            stats.verify_time += verify_time;
+            stats.batches += 1;
+            grouped_batch(
+                &mut auditor,
+                &mut chain,
+                work,
+                &summaries,
+                first,
+                &None,
+                start,
+                collected,
+                &mut stats,
+                &mut carried,
+            )?;
+        }
+        Ok(())
+    })?;
+    flush_decisions(&mut auditor, &mut chain, work, &mut stats, &mut carried)?;
+    stats.elapsed = start.elapsed();
+    let last = verify_transactions(&txs[txs.len() - 1..], &work.registry, NOW)
+        .pop()
+        .ok_or("no last transaction")??;
+    if auditor.store().transaction_by_id(&last.id())?.is_none() {
+        return Err("the last transaction is missing from the store".into());
+    }
+    stats.latencies.sort_unstable();
+    Ok(stats)
+}
+
+/// One verification batch through the group-commit path (see [`Commit::Grouped`]): the
+/// decisions the chain returned since the previous batch (`carried`) and this batch's intakes in
+/// one commit; then the intake responses and the decided blocks' final responses are signed (the
+/// commit has returned), and the blocks formed now go to the chain, their decisions carried to
+/// the next commit. `transactions == None` flushes the carried decisions (end of the run).
+#[allow(clippy::too_many_arguments)]
+fn grouped_batch<S: Store>(
+    auditor: &mut Auditor<S>,
+    chain: &mut SimulatedChain,
+    work: &Workload,
+    summaries: &[TransactionSummary],
+    first: usize,
+    offsets: &Option<Vec<Duration>>,
+    start: Instant,
+    collected: Instant,
+    stats: &mut RunStats,
+    carried: &mut Vec<(u64, Vec<Decision>)>,
+) -> BenchResult<()> {
+    let t = Instant::now();
+    let (outcomes, intakes) = auditor.apply_decisions_and_intake_batch(carried, summaries)?;
+    carried.clear();
+    stats.engine_time += t.elapsed();
+    // The commit returned: the group's responses may leave.
+    let t = Instant::now();
+    let mut formed = Vec::new();
+    for (position, (summary, intake)) in summaries.iter().zip(intakes).enumerate() {
+        let intake = intake?;
+        let verdict = intake.response_verdict(summary);
+        match &verdict {
+            Verdict::Deliver => stats.delivered += 1,
+            Verdict::Wait => stats.waiting += 1,
+            Verdict::Reject(reason) => {
+                return Err(format!("transaction {} rejected: {reason}", first + position).into())
+            }
+        }
+        let block_id = intake.block.as_ref().map(|b| b.block_id);
+        let response =
+            AuditorResponse::sign(&work.auditor_key, summary.id, verdict, block_id, NOW)?;
+        black_box(&response);
+        let answered = Instant::now();
+        let arrived = match offsets {
+            None => collected,
+            Some(offsets) => start + offsets[first + position],
+        };
+        stats
+            .latencies
+            .push(answered.saturating_duration_since(arrived));
+        formed.extend(intake.block);
+    }
+    for outcome in outcomes {
+        let block: BlockOutcome = outcome?;
+        stats.blocks += 1;
+        for final_verdict in &block.verdicts {
+            let response = AuditorResponse::sign(
+                &work.auditor_key,
+                final_verdict.transaction_id,
+                block.response_verdict(final_verdict),
+                Some(block.block_id),
+                NOW,
+            )?;
+            black_box(&response);
+            stats.final_responses += 1;
+        }
+        formed.extend(block.next_block);
+    }
+    stats.sign_time += t.elapsed();
+    // Blocks go to the chain only now that their formation is durable.
+    let t = Instant::now();
+    for submission in &formed {
+        carried.push((submission.block_id, chain.verify(submission)?));
+    }
+    stats.engine_time += t.elapsed();
+    Ok(())
+}
+
+/// Commits the decisions still carried at the end of a grouped run (and the blocks they form).
+fn flush_decisions<S: Store>(
+    auditor: &mut Auditor<S>,
+    chain: &mut SimulatedChain,
+    work: &Workload,
+    stats: &mut RunStats,
+    carried: &mut Vec<(u64, Vec<Decision>)>,
+) -> BenchResult<()> {
+    while !carried.is_empty() {
+        grouped_batch(
+            auditor,
+            chain,
+            work,
+            &[],
+            0,
+            &None,
+            Instant::now(),
+            Instant::now(),
+            stats,
+            carried,
+        )?;
+    }
+    Ok(())
 }
 
 /// Seconds per intake-sized write (13 rows) when each is its own commit, and when 64 share one
@@ -465,32 +706,79 @@ fn main() -> BenchResult<()> {
         &work,
         &work.txs[..BATCH],
         Arrivals::Saturated,
+        Commit::PerIntake,
     )?;
 
     let (mut single, mut batched) = (0f64, 0f64);
     let (mut sqlite, mut sqlite_ram, mut memory) = (None, None, None);
+    let (mut grouped, mut grouped_ram, mut pipelined) = (None, None, None);
     for round in 0..ROUNDS {
         single = single.max(raw_single_rate(&items)?);
         batched = batched.max(raw_batch_rate(&items, per_batch)?);
+        let store = SqliteStore::open(dir.path().join(format!("grouped-{round}.db")))?;
+        grouped = best(
+            grouped,
+            run_pipeline(
+                store,
+                &work,
+                &work.txs,
+                Arrivals::Saturated,
+                Commit::Grouped,
+            )?,
+        );
+        let store = SqliteStore::open(dir.path().join(format!("pipelined-{round}.db")))?;
+        pipelined = best(pipelined, run_pipelined(store, &work, &work.txs)?);
         let store = SqliteStore::open(dir.path().join(format!("saturated-{round}.db")))?;
         sqlite = best(
             sqlite,
-            run_pipeline(store, &work, &work.txs, Arrivals::Saturated)?,
+            run_pipeline(
+                store,
+                &work,
+                &work.txs,
+                Arrivals::Saturated,
+                Commit::PerIntake,
+            )?,
+        );
+        let store = SqliteStore::open_in_memory()?;
+        grouped_ram = best(
+            grouped_ram,
+            run_pipeline(
+                store,
+                &work,
+                &work.txs,
+                Arrivals::Saturated,
+                Commit::Grouped,
+            )?,
         );
         let store = SqliteStore::open_in_memory()?;
         sqlite_ram = best(
             sqlite_ram,
-            run_pipeline(store, &work, &work.txs, Arrivals::Saturated)?,
+            run_pipeline(
+                store,
+                &work,
+                &work.txs,
+                Arrivals::Saturated,
+                Commit::PerIntake,
+            )?,
         );
         let store = MemoryStore::new();
         memory = best(
             memory,
-            run_pipeline(store, &work, &work.txs, Arrivals::Saturated)?,
+            run_pipeline(
+                store,
+                &work,
+                &work.txs,
+                Arrivals::Saturated,
+                Commit::PerIntake,
+            )?,
         );
     }
     let sqlite = sqlite.ok_or("no SQLite round")?;
     let sqlite_ram = sqlite_ram.ok_or("no in-memory SQLite round")?;
     let memory = memory.ok_or("no MemoryStore round")?;
+    let grouped = grouped.ok_or("no grouped SQLite round")?;
+    let grouped_ram = grouped_ram.ok_or("no grouped in-memory SQLite round")?;
+    let pipelined = pipelined.ok_or("no pipelined SQLite round")?;
 
     let open_txs = &work.txs[..OPEN_LOOP_TRANSACTIONS];
     let open_loop = |rate: f64| Arrivals::Poisson {
@@ -502,12 +790,21 @@ fn main() -> BenchResult<()> {
         &work,
         open_txs,
         open_loop(sqlite.tx_rate()),
+        Commit::PerIntake,
+    )?;
+    let grouped_open = run_pipeline(
+        SqliteStore::open(dir.path().join("open-loop-grouped.db"))?,
+        &work,
+        open_txs,
+        open_loop(grouped.tx_rate()),
+        Commit::Grouped,
     )?;
     let memory_open = run_pipeline(
         MemoryStore::new(),
         &work,
         open_txs,
         open_loop(memory.tx_rate()),
+        Commit::PerIntake,
     )?;
     let (commit_each, commit_grouped) = commit_probe(dir.path(), PROBE_INTAKES)?;
 
@@ -518,15 +815,17 @@ fn main() -> BenchResult<()> {
         work.txs.len(),
         items.len()
     );
-    println!(
-        "per run: {} intake responses ({} deliver, {} wait), {} blocks decided by the simulated \
-         chain, {} final responses",
-        sqlite.delivered + sqlite.waiting,
-        sqlite.delivered,
-        sqlite.waiting,
-        sqlite.blocks,
-        sqlite.final_responses
-    );
+    for (name, stats) in [("1 commit/tx", &sqlite), ("group commit", &grouped)] {
+        println!(
+            "per run ({name}): {} intake responses ({} deliver, {} wait), {} blocks decided by \
+             the simulated chain, {} final responses",
+            stats.delivered + stats.waiting,
+            stats.delivered,
+            stats.waiting,
+            stats.blocks,
+            stats.final_responses
+        );
+    }
     println!();
     println!("raw ed25519-dalek on the same {} signatures:", items.len());
     println!("  verify_strict, one by one           {single:>9.0} sig/s");
@@ -537,6 +836,9 @@ fn main() -> BenchResult<()> {
         "saturated intake", "tx/s", "sig/s", "of bound", "p50 ms", "p99 ms"
     );
     let rows = [
+        ("SQLite file, group commit, 2 threads", &pipelined),
+        ("SQLite file, sync=FULL, group commit", &grouped),
+        ("SQLite in memory, group commit", &grouped_ram),
         ("SQLite file, sync=FULL, 1 commit/tx", &sqlite),
         ("SQLite in memory (no file, no fsync)", &sqlite_ram),
         ("MemoryStore", &memory),
@@ -556,7 +858,8 @@ fn main() -> BenchResult<()> {
         );
     }
     println!(
-        "  (latency: from the batch's collection to the transaction's signed intake response)"
+        "  (latency: from the batch's collection to the transaction's signed intake response; \
+         with group commit the response is signed after the batch's commit returned)"
     );
     println!();
     println!(
@@ -570,6 +873,7 @@ fn main() -> BenchResult<()> {
         "", "tx/s", "sig/s", "tx/batch", "p50 ms", "p99 ms"
     );
     let rows = [
+        ("SQLite file, sync=FULL, group commit", &grouped_open),
         ("SQLite file, sync=FULL, 1 commit/tx", &sqlite_open),
         ("MemoryStore", &memory_open),
     ];
@@ -599,11 +903,11 @@ fn main() -> BenchResult<()> {
         commit_grouped * 1e6
     );
     println!(
-        "  estimated intake with a group commit of {BATCH} (in-memory SQLite run + grouped probe): \
-         {grouped_rate:.0} tx/s = {:.0} sig/s = {:.2} of the bound; not measurable through the \
-         store today (one commit per Store::apply)",
+        "  estimate made before group commit existed (in-memory SQLite run + grouped probe): \
+         {grouped_rate:.0} tx/s = {:.0} sig/s = {:.2} of the bound; measured above: {:.2}",
         grouped_rate * per_tx as f64,
-        grouped_rate * per_tx as f64 / batched
+        grouped_rate * per_tx as f64 / batched,
+        grouped.tx_rate() * per_tx as f64 / batched
     );
     println!();
     println!("total bench time {:.1} s", total.elapsed().as_secs_f64());

@@ -339,6 +339,117 @@ pub fn failed_apply_writes_nothing<S: Store>(mut store: S) {
     assert_eq!(store.vendor(&key(101)).unwrap(), VendorAccount::default());
 }
 
+/// Group commit: change sets apply in order, each seeing the earlier ones (a user created and
+/// then updated in the same group, a block id claimed twice in a row); a change set that fails
+/// in the middle of a group (a token the group's first change set already marked: a double
+/// spend inside the batch) leaves nothing of the group written.
+pub fn apply_all_is_atomic<S: Store>(mut store: S) {
+    let user = key(7);
+    let vendor = key(120);
+    let first_block = store.next_block_id().unwrap();
+    let create = ChangeSet {
+        user: Some(UserWrite {
+            state: user_state(user, 0),
+            expected_version: None,
+        }),
+        new_transactions: vec![tx(user, 0, TransactionStatus::Delivered, &[40, 41])],
+        seen_tokens: vec![token(40).id, token(41).id],
+        vendor_credits: vec![VendorPayout {
+            vendor,
+            amount: 160,
+        }],
+        ..ChangeSet::default()
+    };
+    let mut second_state = user_state(user, 1);
+    second_state.next_seq = 2;
+    let update = ChangeSet {
+        user: Some(UserWrite {
+            state: second_state,
+            expected_version: Some(0),
+        }),
+        new_transactions: vec![tx(user, 1, TransactionStatus::Delivered, &[42])],
+        seen_tokens: vec![token(42).id],
+        vendor_credits: vec![VendorPayout { vendor, amount: 80 }],
+        block_id_claim: Some(first_block),
+        ..ChangeSet::default()
+    };
+    let mut third_state = user_state(user, 2);
+    third_state.next_seq = 3;
+    let double_spend = ChangeSet {
+        user: Some(UserWrite {
+            state: third_state,
+            expected_version: Some(1),
+        }),
+        new_transactions: vec![tx(user, 2, TransactionStatus::Delivered, &[43, 40])],
+        // Token 40 was marked by the group's first change set: a conflict.
+        seen_tokens: vec![token(43).id, token(40).id],
+        vendor_credits: vec![VendorPayout {
+            vendor,
+            amount: 160,
+        }],
+        block_id_claim: Some(first_block + 1),
+        ..ChangeSet::default()
+    };
+
+    let failing = [create.clone(), update.clone(), double_spend];
+    assert!(matches!(
+        store.apply_all(&failing),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.user(&user).unwrap(), None);
+    for serial in [40, 41, 42, 43] {
+        assert!(
+            !store.token_seen(&token(serial).id).unwrap(),
+            "token {serial}"
+        );
+    }
+    assert_eq!(store.queue(&user).unwrap(), vec![]);
+    assert_eq!(store.vendor(&vendor).unwrap(), VendorAccount::default());
+    assert_eq!(store.next_block_id().unwrap(), first_block);
+    assert!(store
+        .transaction_by_id(&tx(user, 0, TransactionStatus::Delivered, &[]).id)
+        .unwrap()
+        .is_none());
+
+    // A stale compare-and-swap inside the group (version 0 expected twice) also writes nothing.
+    let stale = ChangeSet {
+        user: Some(UserWrite {
+            state: user_state(user, 1),
+            expected_version: Some(0),
+        }),
+        ..ChangeSet::default()
+    };
+    let lost_race = [create.clone(), update.clone(), stale];
+    assert!(matches!(
+        store.apply_all(&lost_race),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.user(&user).unwrap(), None);
+    assert_eq!(store.next_block_id().unwrap(), first_block);
+
+    // The valid prefix as a group: both change sets land, in order.
+    store.apply_all(&[create, update]).unwrap();
+    assert_eq!(store.user(&user).unwrap().map(|u| u.version), Some(1));
+    assert_eq!(store.user(&user).unwrap().map(|u| u.next_seq), Some(2));
+    assert_eq!(
+        store
+            .queue(&user)
+            .unwrap()
+            .iter()
+            .map(|t| t.seq)
+            .collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    assert!(store.token_seen(&token(42).id).unwrap());
+    assert!(!store.token_seen(&token(43).id).unwrap());
+    assert_eq!(store.vendor(&vendor).unwrap().accrued, 240);
+    assert_eq!(store.next_block_id().unwrap(), first_block + 1);
+
+    // An empty group writes nothing and succeeds.
+    store.apply_all(&[]).unwrap();
+    assert_eq!(store.vendor(&vendor).unwrap().accrued, 240);
+}
+
 /// Vendor credits, flags, user refunds accumulate; misbehaviour keeps order.
 pub fn accruals_accumulate<S: Store>(mut store: S) {
     let vendor = key(110);
@@ -531,6 +642,10 @@ macro_rules! store_conformance_tests {
             #[test]
             fn failed_apply_writes_nothing() {
                 $crate::store::conformance::failed_apply_writes_nothing($make);
+            }
+            #[test]
+            fn apply_all_is_atomic() {
+                $crate::store::conformance::apply_all_is_atomic($make);
             }
             #[test]
             fn accruals_accumulate() {

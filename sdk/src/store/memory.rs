@@ -332,6 +332,24 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    /// Applies the group to a copy of the state and keeps the copy only if every change set
+    /// applied: all or nothing. The copy costs O(state) per group; the in-memory backend is for
+    /// tests and simulation, where this is cheap enough.
+    fn apply_all(&mut self, changes: &[ChangeSet]) -> Result<(), StoreError> {
+        match changes {
+            [] => Ok(()),
+            [only] => self.apply(only),
+            _ => {
+                let mut staged = self.clone();
+                for change in changes {
+                    staged.apply(change)?;
+                }
+                *self = staged;
+                Ok(())
+            }
+        }
+    }
+
     fn vendor(&self, vendor: &Pubkey) -> Result<VendorAccount, StoreError> {
         Ok(self.vendors.get(vendor).copied().unwrap_or_default())
     }

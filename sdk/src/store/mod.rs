@@ -8,7 +8,13 @@
 //! produces one [`ChangeSet`], and [`Store::apply`] writes it in ONE database transaction:
 //! per-user state, new transactions, status changes, seen tokens, the block record, vendor payout
 //! accruals, user refunds, misbehaviour records and the block's processed-decision marker
-//! (its stored outcome) commit together or not at all. A crash at any point therefore leaves the
+//! (its stored outcome) commit together or not at all.
+//!
+//! [`Store::apply_all`] is the group commit: the change sets of several steps (computed in
+//! sequence, each against the state the earlier ones leave) are written in ONE database
+//! transaction, so a durable backend pays one fsync for the group. The group commits together
+//! or not at all; a caller must not release anything that depends on the group (the signed
+//! responses of a batch of intakes) before `apply_all` returns `Ok`. A crash at any point therefore leaves the
 //! state as it was before the step or as it is after it, never in between: no payout is
 //! accrued twice, none is forgotten.
 //!
@@ -111,6 +117,11 @@ pub trait Store {
     fn next_block_id(&self) -> Result<u64, StoreError>;
     /// Writes a change set atomically (one database transaction); on error nothing is written.
     fn apply(&mut self, change: &ChangeSet) -> Result<(), StoreError>;
+    /// Group commit: writes `changes` in order, each checked as [`Self::apply`] checks it against
+    /// the state the earlier ones leave, all in ONE database transaction (one fsync on the
+    /// durable backend). If any change set fails, nothing of the group is written and the error
+    /// names the failure. An empty slice writes nothing.
+    fn apply_all(&mut self, changes: &[ChangeSet]) -> Result<(), StoreError>;
 
     /// A vendor's account (zero if unknown).
     fn vendor(&self, vendor: &Pubkey) -> Result<VendorAccount, StoreError>;
@@ -235,6 +246,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn apply(&mut self, change: &ChangeSet) -> Result<(), StoreError> {
         (**self).apply(change)
+    }
+    fn apply_all(&mut self, changes: &[ChangeSet]) -> Result<(), StoreError> {
+        (**self).apply_all(changes)
     }
     fn vendor(&self, vendor: &Pubkey) -> Result<VendorAccount, StoreError> {
         (**self).vendor(vendor)

@@ -850,6 +850,34 @@ impl Store for SqliteStore {
         result
     }
 
+    /// One `BEGIN IMMEDIATE … COMMIT` around every change set of the group: with
+    /// `synchronous = FULL` the group costs one fsync. Each change set runs the same checked
+    /// statements as [`Store::apply`] and sees the earlier ones' writes (same connection); any
+    /// failure rolls the whole group back. Test-hook steps: each change set's steps, then
+    /// `"group:next"` between change sets and `"group:commit"` before the commit.
+    fn apply_all(&mut self, changes: &[ChangeSet]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut hook = self.hook.take();
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for (index, change) in changes.iter().enumerate() {
+                if index > 0 {
+                    Self::step(&mut hook, "group:next");
+                }
+                Self::apply_in(&tx, change, &mut hook)?;
+            }
+            Self::step(&mut hook, "group:commit");
+            tx.commit()?;
+            Ok(())
+        })();
+        self.hook = hook;
+        result
+    }
+
     fn vendor(&self, vendor: &Pubkey) -> Result<VendorAccount, StoreError> {
         Self::vendor_in(&self.conn, vendor)
     }

@@ -1,0 +1,362 @@
+//! `mupib auditor <serve|status|trace|settle>`: run the auditor service, inspect it, settle payouts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use mupib_sdk::auditor::AuditorConfig;
+use mupib_sdk::cert::read_keypair_file;
+use mupib_sdk::client::ChainVerifier;
+use mupib_sdk::ledger::rpc::RpcLedger;
+use mupib_sdk::ledger::{EmbeddedLedger, Ledger};
+use mupib_sdk::money::Withholding;
+use mupib_sdk::trust::{TrustModel, TrustScale};
+use mupib_sdk::Pubkey;
+use solana_sdk::signature::Keypair;
+
+use crate::service::files::{load_payout_accounts, load_registry};
+use crate::service::{
+    system_clock, LedgerPayouts, PayoutSender, RunningService, ServiceConfig, ServiceParts,
+};
+
+/// The auditor's commands.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Run the auditor service: vendors submit countersigned payments over HTTP and get signed
+    /// answers; blocks are verified on-chain; vendor payouts are settled in SPL transfers.
+    Serve(ServeArgs),
+    /// Show the running service's pending blocks, pending payouts and settlement journal.
+    Status(StatusArgs),
+    /// Trace a token (`bank:batch:serial`), a transaction (64 hex digits) or a block (a number).
+    Trace(TraceArgs),
+    /// Settle pending vendor payouts on-chain now (recovering unfinished batches first).
+    Settle(SettleArgs),
+}
+
+impl Command {
+    /// Runs the command.
+    ///
+    /// # Errors
+    /// Whatever the command fails with, with context.
+    pub fn execute(self) -> anyhow::Result<()> {
+        match self {
+            Command::Serve(args) => args.execute(),
+            Command::Status(args) => args.execute(),
+            Command::Trace(args) => args.execute(),
+            Command::Settle(args) => args.execute(),
+        }
+    }
+}
+
+/// Chain backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LedgerKind {
+    /// The embedded ledger persisted in DATA_DIR/ledger (nothing to install).
+    Embedded,
+    /// A Solana JSON-RPC node at --url (solana-test-validator, devnet, `mupib localnet`).
+    Rpc,
+}
+
+/// Trust model e for new users (paper eqs. 3–5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TrustModelArg {
+    /// e = 0, linear trust, eq. (3).
+    #[default]
+    Neutral,
+    /// e = 1, trust falls slowly at first, eq. (4).
+    Optimistic,
+    /// e = 2, trust falls fast at first, eq. (5).
+    Pessimistic,
+}
+
+impl From<TrustModelArg> for TrustModel {
+    fn from(model: TrustModelArg) -> Self {
+        match model {
+            TrustModelArg::Neutral => TrustModel::Neutral,
+            TrustModelArg::Optimistic => TrustModel::Optimistic,
+            TrustModelArg::Pessimistic => TrustModel::Pessimistic,
+        }
+    }
+}
+
+/// The scale N of the trust models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TrustScaleArg {
+    /// N = W0,u (default; Proposition 1 holds).
+    #[default]
+    Initial,
+    /// N = W_{i−1} (the literal reading of eqs. 3–5).
+    Previous,
+}
+
+impl From<TrustScaleArg> for TrustScale {
+    fn from(scale: TrustScaleArg) -> Self {
+        match scale {
+            TrustScaleArg::Initial => TrustScale::Initial,
+            TrustScaleArg::Previous => TrustScale::Previous,
+        }
+    }
+}
+
+/// `mupib auditor serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Directory for the auditor database (auditor.sqlite), the service journal (service.sqlite)
+    /// and, with --ledger embedded, the ledger (ledger/). Created if missing; reused after a
+    /// restart (pending blocks and settlements are resumed).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address to listen on. Keep it on loopback unless a proxy with TLS fronts the service.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// The auditor's Solana keypair file (signs answers, blocks and payouts).
+    #[arg(long)]
+    keypair: PathBuf,
+    /// Registry file (JSON): trusted authorities and the certificates of banks, users, vendors.
+    #[arg(long)]
+    registry: PathBuf,
+    /// Chain backend.
+    #[arg(long, value_enum, default_value_t = LedgerKind::Embedded)]
+    ledger: LedgerKind,
+    /// JSON-RPC URL, with --ledger rpc (e.g. http://127.0.0.1:8899).
+    #[arg(long, required_if_eq("ledger", "rpc"))]
+    url: Option<String>,
+    /// The auditor's SPL token account: receives escrow payments for valid tokens, pays vendors.
+    #[arg(long)]
+    auditor_token: Pubkey,
+    /// Payout accounts file (JSON, vendor → SPL token account). Without it, payouts only accrue.
+    #[arg(long)]
+    payout_accounts: Option<PathBuf>,
+    /// Trust model e for new users.
+    #[arg(long, value_enum, default_value_t)]
+    trust_model: TrustModelArg,
+    /// Trust scale N.
+    #[arg(long, value_enum, default_value_t)]
+    trust_scale: TrustScaleArg,
+    /// Initial block size W0 for new users, in tokens.
+    #[arg(long, default_value_t = 100)]
+    initial_block_size: u64,
+    /// Withholding ρ on vendor payouts: "20%", "0.2" or "2000bps".
+    #[arg(long, default_value = "20%")]
+    withholding: Withholding,
+    /// Paper mode: no intake detection of double spending, double selling or forged tokens (only
+    /// the chain detects, as in the paper's simulation). Off by default.
+    #[arg(long)]
+    paper_mode: bool,
+    /// Largest request body in bytes (larger bodies get 413).
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_body_bytes: usize,
+    /// Capacity of the block verification queue (503 when full).
+    #[arg(long, default_value_t = 1024)]
+    block_queue: usize,
+    /// Seconds between settlement runs.
+    #[arg(long, default_value_t = 10)]
+    settle_interval_secs: u64,
+}
+
+impl ServeArgs {
+    fn execute(self) -> anyhow::Result<()> {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .try_init();
+        let auditor_key = read_keypair_file(&self.keypair)
+            .with_context(|| format!("reading the auditor keypair {}", self.keypair.display()))?;
+        let registry = load_registry(&self.registry)?;
+        let ledger: Arc<dyn Ledger> = match self.ledger {
+            LedgerKind::Embedded => Arc::new(
+                EmbeddedLedger::open(self.data_dir.join("ledger"))
+                    .context("opening the embedded ledger")?,
+            ),
+            LedgerKind::Rpc => {
+                let url = self
+                    .url
+                    .clone()
+                    .context("--ledger rpc needs --url <JSON-RPC URL>")?;
+                Arc::new(RpcLedger::new(url))
+            }
+        };
+        let keypair = || Keypair::new_from_array(auditor_key.to_bytes());
+        let verifier = ChainVerifier::new(Arc::clone(&ledger), keypair(), self.auditor_token);
+        let payouts: Option<Box<dyn PayoutSender>> = match &self.payout_accounts {
+            None => None,
+            Some(path) => Some(Box::new(LedgerPayouts::new(
+                Arc::clone(&ledger),
+                keypair(),
+                self.auditor_token,
+                load_payout_accounts(path)?,
+            ))),
+        };
+        let engine = AuditorConfig {
+            withholding: self.withholding,
+            trust_model: self.trust_model.into(),
+            trust_scale: self.trust_scale.into(),
+            initial_block_size: self.initial_block_size,
+            paper_mode: self.paper_mode,
+        };
+        let mut config = ServiceConfig::new(Some(self.data_dir.clone()), self.listen, engine);
+        config.max_body_bytes = self.max_body_bytes;
+        config.block_queue = self.block_queue;
+        config.settle_interval = Some(Duration::from_secs(self.settle_interval_secs.max(1)));
+        let service = RunningService::start(
+            config,
+            ServiceParts {
+                auditor_key,
+                registry,
+                verifier: Box::new(verifier),
+                payouts,
+                clock: system_clock(),
+            },
+        )?;
+        println!(
+            "auditor service listening on {} (data in {}); Ctrl-C stops it",
+            service.url(),
+            self.data_dir.display()
+        );
+        service.wait()?;
+        println!("auditor service stopped");
+        Ok(())
+    }
+}
+
+/// Where the running service is.
+#[derive(clap::Args)]
+pub struct ServiceUrl {
+    /// URL of the running auditor service.
+    #[arg(long, default_value = "http://127.0.0.1:8787")]
+    url: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn get_json(url: &str) -> anyhow::Result<serde_json::Value> {
+    let response = reqwest::blocking::get(url).with_context(|| {
+        format!("cannot reach the auditor service at {url}; is `mupib auditor serve` running?")
+    })?;
+    read_json(response)
+}
+
+fn read_json(response: reqwest::blocking::Response) -> anyhow::Result<serde_json::Value> {
+    let status = response.status();
+    let body: serde_json::Value = response.json().with_context(|| {
+        format!("the service answered HTTP {status} with a body that is not JSON")
+    })?;
+    if !status.is_success() {
+        let message = body
+            .pointer("/error/message")
+            .and_then(|m| m.as_str())
+            .unwrap_or("no message");
+        anyhow::bail!("the service refused (HTTP {status}): {message}");
+    }
+    Ok(body)
+}
+
+fn print(value: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print_text(value, 0);
+    }
+    Ok(())
+}
+
+/// Indented `key: value` lines.
+fn print_text(value: &serde_json::Value, indent: usize) {
+    let pad = " ".repeat(indent);
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                if item.is_object() || item.is_array() {
+                    println!("{pad}{key}:");
+                    print_text(item, indent + 2);
+                } else {
+                    println!("{pad}{key}: {item}");
+                }
+            }
+        }
+        serde_json::Value::Array(items) if items.is_empty() => println!("{pad}(none)"),
+        serde_json::Value::Array(items) => {
+            for item in items {
+                if item.is_object() || item.is_array() {
+                    println!("{pad}-");
+                    print_text(item, indent + 2);
+                } else {
+                    println!("{pad}- {item}");
+                }
+            }
+        }
+        other => println!("{pad}{other}"),
+    }
+}
+
+/// `mupib auditor status`.
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    service: ServiceUrl,
+}
+
+impl StatusArgs {
+    fn execute(self) -> anyhow::Result<()> {
+        let url = self.service.url.trim_end_matches('/');
+        let value = get_json(&format!("{url}/v1/status"))?;
+        print(&value, self.service.json)
+    }
+}
+
+/// `mupib auditor trace`.
+#[derive(clap::Args)]
+pub struct TraceArgs {
+    /// A token (`bank:batch_id:serial`), a transaction id (64 hex digits) or a block id (number).
+    what: String,
+    #[command(flatten)]
+    service: ServiceUrl,
+}
+
+impl TraceArgs {
+    fn execute(self) -> anyhow::Result<()> {
+        let url = self.service.url.trim_end_matches('/');
+        let what = self.what.trim();
+        let path = if what.contains(':') {
+            format!("tokens/{what}")
+        } else if what.len() == 64 && what.chars().all(|c| c.is_ascii_hexdigit()) {
+            format!("transactions/{what}")
+        } else if what.parse::<u64>().is_ok() {
+            format!("blocks/{what}")
+        } else {
+            anyhow::bail!(
+                "{what:?} is neither a token (bank:batch_id:serial), a transaction id (64 hex digits) nor a block id (a number)"
+            );
+        };
+        let value = get_json(&format!("{url}/v1/{path}"))?;
+        print(&value, self.service.json)
+    }
+}
+
+/// `mupib auditor settle`.
+#[derive(clap::Args)]
+pub struct SettleArgs {
+    #[command(flatten)]
+    service: ServiceUrl,
+}
+
+impl SettleArgs {
+    fn execute(self) -> anyhow::Result<()> {
+        let url = self.service.url.trim_end_matches('/');
+        let response = reqwest::blocking::Client::new()
+            .post(format!("{url}/v1/settle"))
+            .send()
+            .with_context(|| {
+                format!(
+                    "cannot reach the auditor service at {url}; is `mupib auditor serve` running?"
+                )
+            })?;
+        let value = read_json(response)?;
+        print(&value, self.service.json)
+    }
+}

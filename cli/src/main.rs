@@ -1,0 +1,50 @@
+//! `mupib`: the command for every µPIB role.
+use clap::{Parser, Subcommand};
+use mupib_cli::commands;
+
+/// µPIB: trust-aware micro-payments on Solana.
+#[derive(Parser)]
+#[command(name = "mupib", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run the end-to-end scenario on the embedded ledger and print decisions and balances.
+    Demo(commands::demo::Args),
+    /// Reproduce the paper's simulation (section 7, figures 3–12) with the real engine.
+    Sim(commands::sim::Args),
+    /// Serve the embedded ledger over Solana JSON-RPC on loopback (for the RPC backend).
+    Localnet(commands::localnet::Args),
+    /// The auditor: run the service, inspect users, tokens, transactions and blocks, settle payouts.
+    #[command(subcommand)]
+    Auditor(commands::auditor::Command),
+    /// The program's admin: initialise the program, register banks and auditors, pause.
+    #[command(subcommand)]
+    Admin(commands::admin::Command),
+    /// A bank: register, mint token batches (sign, publish, fund, seal), hand tokens to users.
+    #[command(subcommand)]
+    Bank(commands::bank::Command),
+    /// A user's wallet: balance, pay a vendor, refunds.
+    #[command(subcommand)]
+    User(commands::user::Command),
+    /// A vendor: submit a countersigned payment to the auditor, check its status.
+    #[command(subcommand)]
+    Vendor(commands::vendor::Command),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Commands::Demo(args) => args.execute(),
+        Commands::Sim(args) => args.execute(),
+        Commands::Localnet(args) => args.execute(),
+        Commands::Auditor(command) => command.execute(),
+        Commands::Admin(command) => command.execute(),
+        Commands::Bank(command) => command.execute(),
+        Commands::User(command) => command.execute(),
+        Commands::Vendor(command) => command.execute(),
+    }
+}

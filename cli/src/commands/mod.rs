@@ -2,9 +2,9 @@
 pub mod admin;
 pub mod auditor;
 pub mod bank;
+pub mod common;
 pub mod demo;
 pub mod localnet;
 pub mod sim;
 pub mod user;
 pub mod vendor;
-pub mod common;

@@ -1,6 +1,11 @@
-//! `mupib demo`: the program-level scenario on the embedded ledger (a bank publishes a batch of
-//! signed tokens; an auditor verifies a block that produces every decision code; the escrow pays
-//! the auditor for the valid tokens exactly once), printed as a readable report or as JSON.
+//! `mupib demo`: by default the whole system end to end on the embedded ledger — a bank mints;
+//! an honest user, a double-spender, a forger and a double-selling vendor trade through the real
+//! auditor service over HTTP on loopback; payouts are settled on-chain; everything reported is
+//! read back from the ledger and the auditor's store (see [`system`]).
+//!
+//! `mupib demo --program-only`: the program-level scenario (a bank publishes a batch of signed
+//! tokens; an auditor verifies a block that produces every decision code; the escrow pays the
+//! auditor for the valid tokens exactly once), printed as a readable report or as JSON.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,20 +14,29 @@ use anyhow::Context;
 use mupib_sdk::ledger::EmbeddedLedger;
 use mupib_sdk::program::scenario::{self, ScenarioParams, ScenarioReport};
 
-/// Run the program-level scenario on the embedded ledger and print decisions and balances.
+#[path = "../demo/system.rs"]
+pub mod system;
+
+/// Run the end-to-end demo on the embedded ledger (bank, users, vendors, the auditor service over
+/// HTTP, on-chain verification and payouts) and print trust, block sizes, payouts, decision counts
+/// and the money balance. `--program-only` runs the program-level scenario instead.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Keep the ledger in this directory (created if missing; reused if it exists). By default a
-    /// fresh temporary directory is used and removed afterwards.
+    /// Keep the data (ledger, and the auditor's databases) in this directory. The full demo needs
+    /// it empty or absent; `--program-only` reuses an existing ledger. By default a fresh
+    /// temporary directory is used and removed afterwards.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Print the report as JSON.
+    /// Print the report as JSON (progress lines go to stderr).
     #[arg(long)]
     json: bool,
-    /// Tokens in the sealed batch.
-    #[arg(long, default_value_t = ScenarioParams::default().batch_size)]
-    batch_size: u32,
-    /// Fresh valid tokens in the main block (at most batch size − 3).
+    /// Run only the program-level scenario (one block with every decision code, no service).
+    #[arg(long)]
+    program_only: bool,
+    /// Tokens in the sealed batch (default: 64 with --program-only, 40 otherwise).
+    #[arg(long)]
+    batch_size: Option<u32>,
+    /// With --program-only: fresh valid tokens in the main block (at most batch size − 3).
     #[arg(long, default_value_t = ScenarioParams::default().valid_tokens)]
     valid_tokens: u32,
     /// Value of one token, in base units of the payment mint (6 decimals).
@@ -52,12 +66,6 @@ fn fresh_temp_dir() -> anyhow::Result<TempDir> {
 impl Args {
     /// Runs the scenario and prints the report.
     pub fn execute(self) -> anyhow::Result<()> {
-        let params = ScenarioParams {
-            batch_size: self.batch_size,
-            valid_tokens: self.valid_tokens,
-            token_value: self.token_value,
-            ..ScenarioParams::default()
-        };
         let temp;
         let dir: &Path = match &self.data_dir {
             Some(dir) => dir,
@@ -65,6 +73,17 @@ impl Args {
                 temp = fresh_temp_dir()?;
                 &temp.0
             }
+        };
+        if !self.program_only {
+            return self.execute_system(dir);
+        }
+        let params = ScenarioParams {
+            batch_size: self
+                .batch_size
+                .unwrap_or(ScenarioParams::default().batch_size),
+            valid_tokens: self.valid_tokens,
+            token_value: self.token_value,
+            ..ScenarioParams::default()
         };
         let report = run_in(dir, &params)?;
         if self.json {
@@ -75,6 +94,40 @@ impl Args {
         if !report.all_as_expected {
             anyhow::bail!(
                 "the chain's decisions differ from the expected ones (see the report above)"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Args {
+    /// The full system demo in `dir`: progress on stderr, the report on stdout, a non-zero exit
+    /// when the money balance does not hold.
+    fn execute_system(&self, dir: &Path) -> anyhow::Result<()> {
+        let defaults = system::SystemParams::default();
+        let params = system::SystemParams {
+            batch_size: self.batch_size.unwrap_or(defaults.batch_size),
+            token_value: self.token_value,
+            ..defaults
+        };
+        let mut progress = |line: &str| eprintln!("[demo] {line}");
+        let report = system::run(dir, &params, &mut progress)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", system::render(&report, self.data_dir.as_deref()));
+        }
+        let money = &report.money;
+        if !money.balanced {
+            anyhow::bail!(
+                "the money balance does not hold: escrow paid {} ≠ payouts {} + refunds {} + margin {} − loss {} (read back from the ledger and the auditor's store)",
+                money.escrow_paid, money.payouts, money.refunds, money.margin, money.loss
+            );
+        }
+        if !money.auditor_balance_consistent {
+            anyhow::bail!(
+                "the auditor's on-chain balance is inconsistent: {} + escrow paid {} − payouts {} ≠ {}",
+                money.auditor_balance_before, money.escrow_paid, money.payouts, money.auditor_balance_after
             );
         }
         Ok(())

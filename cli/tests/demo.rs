@@ -1,0 +1,228 @@
+//! `mupib demo`, the README's main command, run as the real binary: the whole system end to end on
+//! the embedded ledger, its JSON report checked value by value, and `--program-only` kept working.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn mupib(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mupib"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+fn demo_json(args: &[&str]) -> (Value, String) {
+    let output = mupib(&[&["demo", "--json"], args].concat());
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "mupib demo failed:\n{stderr}");
+    (serde_json::from_slice(&output.stdout).unwrap(), stderr)
+}
+
+fn by_name<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["name"] == name)
+        .unwrap_or_else(|| panic!("{name} missing in {list}"))
+}
+
+fn u64s(value: &Value) -> Vec<u64> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
+/// Token value v = 10 000 base units, ρ = 20 % (payout 8 000 per token), W0 = 4, neutral trust
+/// with N = W0: T(γ) = (5 − γ)/6 (eq. 3), W_i = ⌊W_{i−1}·T(γ_i)/T(γ_{i−1})⌋ (eq. 7).
+#[test]
+fn demo_runs_every_attack_through_the_service_and_the_money_balances() {
+    let (report, progress) = demo_json(&[]);
+
+    // A progress line per phase on stderr (stdout is the JSON alone).
+    for phase in [
+        "ledger:",
+        "deploy:",
+        "bank: minted batch 1",
+        "parties:",
+        "double-spender:",
+        "auditor: service listening on http://127.0.0.1:",
+        "round 1:",
+        "settle:",
+        "read back:",
+    ] {
+        assert!(progress.contains(phase), "no `{phase}` line in\n{progress}");
+    }
+    assert_eq!(report["ledger"], "embedded");
+    assert_eq!(report["token_value"], 10_000);
+    assert_eq!(report["withholding_bps"], 2_000);
+
+    // The honest user: two valid blocks of 4, W never moves, trust T(0) = 5/6.
+    let honest = by_name(&report["users"], "honest");
+    assert_eq!(u64s(&honest["block_sizes"]), vec![4, 4, 4]);
+    assert_eq!(honest["suspended"], false);
+    assert_eq!(honest["invalid_total"], 0);
+    assert_eq!(honest["blocks_valid"], 2);
+    assert_eq!(honest["rejections"], serde_json::json!([]));
+    assert!((honest["trust"].as_f64().unwrap() - 5.0 / 6.0).abs() < 1e-12);
+
+    // The double-spender: one already-spent token per block. Eq. 7: 4 → ⌊4·(4/6)/(5/6)⌋ = 3 →
+    // ⌊3·(3/6)/(4/6)⌋ = 2 → ⌊2·(2/6)/(3/6)⌋ = 1 → ⌊1·(1/6)/(2/6)⌋ = 0: suspended.
+    let spender = by_name(&report["users"], "double-spender");
+    let sizes = u64s(&spender["block_sizes"]);
+    assert_eq!(sizes, vec![4, 3, 2, 1, 0]);
+    assert!(sizes.windows(2).all(|w| w[1] < w[0]), "strictly decreasing");
+    assert_eq!(spender["block_size"], 0);
+    assert_eq!(spender["suspended"], true);
+    assert_eq!(spender["invalid_total"], 4);
+    assert_eq!(spender["blocks_invalid"], 4);
+    assert!((spender["trust"].as_f64().unwrap() - 1.0 / 6.0).abs() < 1e-12);
+    // Each block's waiting payment is rejected naming the invalid tokens; after suspension the
+    // next payment is refused outright.
+    assert_eq!(
+        spender["rejections"],
+        serde_json::json!([
+            "invalid_tokens_in_block",
+            "invalid_tokens_in_block",
+            "invalid_tokens_in_block",
+            "invalid_tokens_in_block",
+            "user_suspended"
+        ])
+    );
+    // Delivered at once: 3 + 2 + 1 + 0 payments; refunds: the valid waiting token of the blocks
+    // of 4, 3 and 2 (the block of 1 waited on the double-spent token itself: nothing to refund).
+    assert_eq!(spender["delivered"], 6);
+    assert_eq!(spender["refunded"], 3 * 10_000);
+
+    // The forger: the forged token is rejected at intake; γ = 1 takes W to 3, its next block
+    // (valid) keeps it there.
+    let forger = by_name(&report["users"], "forger");
+    assert_eq!(forger["rejections"], serde_json::json!(["forged_token"]));
+    assert_eq!(forger["misbehaviour_count"], 1);
+    assert_eq!(forger["invalid_total"], 1);
+    assert_eq!(u64s(&forger["block_sizes"]), vec![4, 3]);
+    assert_eq!(forger["suspended"], false);
+
+    // Vendors: paid on-chain what they accrued; the double-seller flagged once, paid once.
+    // Honest orders go 1, 2, 1 tokens to vendor-a, vendor-b, double-seller in each block;
+    // the double-spender's payments alternate vendor-a (the double-spent token), vendor-b, ...;
+    // the forger's three tokens go vendor-a, vendor-b, vendor-a.
+    let seller = by_name(&report["vendors"], "double-seller");
+    assert_eq!(seller["double_sellings"], 1);
+    assert_eq!(seller["rejections"], serde_json::json!(["double_selling"]));
+    assert_eq!(seller["onchain_balance"], 2 * 8_000);
+    let a = by_name(&report["vendors"], "vendor-a");
+    let b = by_name(&report["vendors"], "vendor-b");
+    assert_eq!(a["double_sellings"], 0);
+    // vendor-a: honest 2, double-spender 3 double-spent + 1 (block of 4, i = 2), forger 2.
+    assert_eq!(a["onchain_balance"], 8 * 8_000);
+    // vendor-b: honest 4, double-spender 2 (blocks of 4 and 3, i = 1), forger 1.
+    assert_eq!(b["onchain_balance"], 7 * 8_000);
+    for vendor in [a, b, seller] {
+        assert_eq!(vendor["onchain_balance"], vendor["accrued"]);
+        assert_eq!(vendor["settled"], vendor["accrued"]);
+    }
+
+    // Decisions on the ledger: 8 honest + 3 forger + 6 double-spender valid; 4 duplicates.
+    assert_eq!(report["blocks"], 7);
+    assert_eq!(
+        report["decisions"],
+        serde_json::json!({"valid": 17, "altered": 0, "duplicate": 4, "unpublished": 0})
+    );
+
+    // Block by block (from the Block accounts): honest and forger blocks all valid, each of the
+    // double-spender's blocks holds exactly one duplicate; the escrow paid v per valid token.
+    let blocks = report["block_list"].as_array().unwrap();
+    assert_eq!(blocks.len(), 7);
+    let mut spender_blocks = Vec::new();
+    for block in blocks {
+        let d = &block["decisions"];
+        let size = block["block_size"].as_u64().unwrap();
+        let valid = d["valid"].as_u64().unwrap();
+        assert_eq!(valid + d["duplicate"].as_u64().unwrap(), size, "{block}");
+        assert_eq!(block["amount_paid"].as_u64().unwrap(), valid * 10_000);
+        match block["user"].as_str().unwrap() {
+            "double-spender" => {
+                assert_eq!(d["duplicate"], 1, "{block}");
+                spender_blocks.push((size, block["block_size_after"].as_u64().unwrap()));
+            }
+            "honest" | "forger" => {
+                assert_eq!(d["duplicate"], 0, "{block}");
+                assert_eq!(block["block_size_after"], block["block_size"]);
+            }
+            other => panic!("unexpected user {other}"),
+        }
+    }
+    assert_eq!(spender_blocks, vec![(4, 3), (3, 2), (2, 1), (1, 0)]);
+
+    // escrow paid = payouts + refunds + margin − loss: 170 000 = 136 000 + 30 000 + 34 000 −
+    // 30 000 (margin: 17 paid tokens × 2 000; loss: 3 double-spent tokens delivered at once).
+    let money = &report["money"];
+    assert_eq!(money["escrow_paid"], 17 * 10_000);
+    assert_eq!(money["payouts"], 17 * 8_000);
+    assert_eq!(money["refunds"], 3 * 10_000);
+    assert_eq!(money["margin"], 17 * 2_000);
+    assert_eq!(money["loss"], 3 * 10_000);
+    assert_eq!(money["balanced"], true);
+    assert_eq!(money["auditor_balance_consistent"], true);
+    assert_eq!(
+        money["auditor_balance_after"].as_u64().unwrap(),
+        money["auditor_balance_before"].as_u64().unwrap() + 17 * 10_000 - 17 * 8_000
+    );
+}
+
+#[test]
+fn demo_keeps_its_data_dir_and_refuses_to_reuse_a_non_empty_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let data_arg = data.display().to_string();
+    let (report, _) = demo_json(&["--data-dir", &data_arg]);
+    assert_eq!(report["money"]["balanced"], true);
+    assert!(data.join("ledger").is_dir());
+    assert!(data.join("auditor").join("auditor.sqlite").is_file());
+
+    // A second run on the same directory would mix two deployments: refused, nothing changed.
+    let before: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let output = mupib(&["demo", "--data-dir", &data_arg]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not empty"), "{stderr}");
+    let after: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn demo_batch_too_small_for_the_script_fails_with_a_clear_error() {
+    let output = mupib(&["demo", "--batch-size", "10"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("too small for the demo"), "{stderr}");
+}
+
+#[test]
+fn demo_program_only_still_reports_every_decision_code() {
+    let output = mupib(&["demo", "--program-only", "--json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["all_as_expected"], true);
+    let counts = &report["counts"];
+    for code in ["valid", "altered", "duplicate", "unpublished"] {
+        assert!(counts[code].as_u64().unwrap() >= 1, "{code}: {counts}");
+    }
+    assert_eq!(report["block_closed"], true);
+}

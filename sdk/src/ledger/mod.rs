@@ -10,6 +10,7 @@ pub mod localnet;
 pub mod rpc;
 
 pub use embedded::{EmbeddedLedger, OpenOptions};
+pub use rpc::{RpcLedger, RpcOptions};
 
 use solana_sdk::account::Account;
 use solana_sdk::clock::Clock;

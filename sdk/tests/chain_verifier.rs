@@ -2,6 +2,7 @@
 //! real bank-signed tokens whose commitments the bank published. The engine's decisions must
 //! equal the chain's (read from the block accounts), and what the escrow paid the auditor must
 //! equal the engine's settlement.
+#![cfg(feature = "chain")]
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

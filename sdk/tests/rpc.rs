@@ -2,6 +2,7 @@
 //! directly and on `RpcLedger` → `mupib localnet` over HTTP on 127.0.0.1, with the same
 //! decisions, balances and errors; plus bad input at the JSON-RPC boundary and a cluster that
 //! does not answer.
+#![cfg(feature = "chain")]
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

@@ -222,6 +222,7 @@ impl RunningService {
             metrics: Metrics::default(),
             max_batch: config.max_batch,
             payouts: Mutex::new(payouts),
+            decisions_waiting: std::sync::atomic::AtomicUsize::new(0),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads.max(1))

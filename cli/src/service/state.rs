@@ -4,7 +4,9 @@
 //! mutex (single writer), the verifier behind another, so that a block's chain round trip never
 //! blocks intake.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use mupib_sdk::auditor::{
@@ -61,6 +63,33 @@ pub struct AppState {
     pub(crate) metrics: Metrics,
     pub(crate) max_batch: usize,
     pub(crate) payouts: Mutex<Option<Box<dyn super::settlement::PayoutSender>>>,
+    /// Block workers waiting for the state lock to apply decisions. `std::sync::Mutex` is not
+    /// fair: under load, many intake threads would keep winning it and decided blocks would pile
+    /// up. Intake yields while this is non-zero (see [`AppState::core_for_intake`]).
+    pub(crate) decisions_waiting: AtomicUsize,
+}
+
+/// Longest an intake defers to waiting block workers before taking the lock anyway, so a stuck
+/// worker can slow intake down but never stop it.
+const INTAKE_DEFER_LIMIT: Duration = Duration::from_millis(50);
+
+/// How long a deferring intake steps back before looking again.
+const INTAKE_STEP_BACK: Duration = Duration::from_micros(200);
+
+/// Marks a block worker as waiting for the state lock until dropped.
+struct DecisionsWaiting<'a>(&'a AtomicUsize);
+
+impl<'a> DecisionsWaiting<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for DecisionsWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> ApiError {
@@ -82,6 +111,32 @@ impl AppState {
 
     pub(crate) fn core(&self) -> Result<MutexGuard<'_, Core>, ApiError> {
         self.core.lock().map_err(poisoned)
+    }
+
+    /// The state lock for an intake: gives way to block workers that wait to apply decisions
+    /// (for at most [`INTAKE_DEFER_LIMIT`] in all), so verified blocks are decided — and their
+    /// waiting vendors answered — even while intake saturates the lock. Most intakes are already
+    /// parked in the mutex when a worker arrives, so the check is made after acquiring it too:
+    /// an intake that finds a worker waiting hands the lock on and steps back.
+    fn core_for_intake(&self) -> Result<MutexGuard<'_, Core>, ApiError> {
+        // Only the time spent stepping back counts against the limit, not the time spent
+        // waiting for the lock (which, under load, is most of an intake's life).
+        let mut deferred = Duration::ZERO;
+        loop {
+            let deferring = deferred < INTAKE_DEFER_LIMIT;
+            if deferring && self.decisions_waiting.load(Ordering::SeqCst) > 0 {
+                std::thread::sleep(INTAKE_STEP_BACK);
+                deferred = deferred.saturating_add(INTAKE_STEP_BACK);
+                continue;
+            }
+            let core = self.core()?;
+            if !deferring || self.decisions_waiting.load(Ordering::SeqCst) == 0 {
+                return Ok(core);
+            }
+            drop(core);
+            std::thread::sleep(INTAKE_STEP_BACK);
+            deferred = deferred.saturating_add(INTAKE_STEP_BACK);
+        }
     }
 
     fn sign(
@@ -136,7 +191,7 @@ impl AppState {
             Err(error) => return Err(ApiError::from_verify(&error)),
         };
         let (outcome, answer) = {
-            let mut core = self.core()?;
+            let mut core = self.core_for_intake()?;
             let outcome: IntakeOutcome = match forged {
                 None => core.engine.intake(&summary)?,
                 Some(token) => core.engine.report_forgery(&summary, &[token])?,
@@ -283,10 +338,12 @@ impl AppState {
                     return Err(ApiError::Internal(error.to_string()));
                 }
             };
-            let outcome = self
-                .core()?
-                .engine
-                .apply_decisions(submission.block_id, &decisions)?;
+            let outcome = {
+                let _waiting = DecisionsWaiting::new(&self.decisions_waiting);
+                self.core()?
+                    .engine
+                    .apply_decisions(submission.block_id, &decisions)?
+            };
             self.metrics.block(&outcome.decisions);
             for verdict in &outcome.verdicts {
                 self.metrics.final_verdict(verdict.verdict);

@@ -554,6 +554,29 @@ impl<'a> Ctx<'a> {
     fn ordering_between(&self, a: &str, b: &str, x_name: &str, from_x: f64) -> (Verdict, String) {
         ordering(a, b, &self.pairs(a, b, from_x), x_name, true)
     }
+
+    /// Whether `model`'s series lies below both `others` (each pair over x ≥ `from_x`).
+    fn below_both(
+        &self,
+        model: &str,
+        others: [&str; 2],
+        x_name: &str,
+        from_x: f64,
+    ) -> (Verdict, String) {
+        let [first, second] = others.map(|other| {
+            ordering(
+                model,
+                other,
+                &self.pairs(model, other, from_x),
+                x_name,
+                false,
+            )
+        });
+        (
+            combine(&[first.0, second.0]),
+            format!("{}; {}", first.1, second.1),
+        )
+    }
 }
 
 const MODELS: [&str; 3] = ["neutral", "optimistic", "pessimistic"];
@@ -927,23 +950,9 @@ pub fn check_claims(results: &[FigureResult]) -> Vec<ClaimCheck> {
                         Some(TRIVIAL_AT_Q0),
                     );
                 }
-                let a = ordering(
-                    "pessimistic",
-                    "neutral",
-                    &ctx.pairs("pessimistic", "neutral", positive_q),
-                    "q",
-                    false,
-                );
-                let b = ordering(
-                    "pessimistic",
-                    "optimistic",
-                    &ctx.pairs("pessimistic", "optimistic", positive_q),
-                    "q",
-                    false,
-                );
                 ctx.push(
                     "the pessimistic model shows the lowest W (q > 0)",
-                    (combine(&[a.0, b.0]), format!("{}; {}", a.1, b.1)),
+                    ctx.below_both("pessimistic", ["neutral", "optimistic"], "q", positive_q),
                     Some(TRIVIAL_AT_Q0),
                 );
                 let (other, claim, reason) = if result.spec.id.number() == 9 {
@@ -1009,23 +1018,9 @@ pub fn check_claims(results: &[FigureResult]) -> Vec<ClaimCheck> {
                     all_negative(&rows, "q"),
                     Some(RISK_SIGN),
                 );
-                let a = ordering(
-                    "pessimistic",
-                    "neutral",
-                    &ctx.pairs("pessimistic", "neutral", positive_q),
-                    "q",
-                    false,
-                );
-                let b = ordering(
-                    "pessimistic",
-                    "optimistic",
-                    &ctx.pairs("pessimistic", "optimistic", positive_q),
-                    "q",
-                    false,
-                );
                 ctx.push(
                     "the pessimistic model shows better results (lower risk, less loss) than the optimistic and neutral ones",
-                    (combine(&[a.0, b.0]), format!("{}; {}", a.1, b.1)),
+                    ctx.below_both("pessimistic", ["neutral", "optimistic"], "q", positive_q),
                     Some(PESSIMISTIC_RISK),
                 );
             }

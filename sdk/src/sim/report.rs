@@ -579,6 +579,27 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Whether `row` holds the figure's extreme value `extreme` (within noise): it agrees unless it
+/// lies significantly on the `beyond` side of it (`Cmp::Below` for a maximum, `Cmp::Above` for a
+/// minimum); untestable when the row is missing.
+fn is_extreme(row: Option<&Row>, extreme: f64, beyond: Cmp) -> Verdict {
+    match row {
+        Some(row)
+            if compare(
+                Value::of(row),
+                Value {
+                    y: extreme,
+                    se: 0.0,
+                },
+            ) != beyond =>
+        {
+            Verdict::Agree
+        }
+        Some(_) => Verdict::Disagree,
+        None => Verdict::Untestable,
+    }
+}
+
 const MODELS: [&str; 3] = ["neutral", "optimistic", "pessimistic"];
 
 const IID_USERS: &str =
@@ -715,21 +736,7 @@ pub fn check_claims(results: &[FigureResult]) -> Vec<ClaimCheck> {
                         .iter()
                         .map(|r| r.y)
                         .fold(f64::NEG_INFINITY, f64::max);
-                    let verdict = match best {
-                        Some(row)
-                            if compare(
-                                Value::of(row),
-                                Value {
-                                    y: overall_max,
-                                    se: 0.0,
-                                },
-                            ) != Cmp::Below =>
-                        {
-                            Verdict::Agree
-                        }
-                        Some(_) => Verdict::Disagree,
-                        None => Verdict::Untestable,
-                    };
+                    let verdict = is_extreme(best, overall_max, Cmp::Below);
                     ctx.push(
                         "the highest W is at the lowest cost (1 token) and the lowest q",
                         (
@@ -749,21 +756,7 @@ pub fn check_claims(results: &[FigureResult]) -> Vec<ClaimCheck> {
                         .iter()
                         .map(|r| r.y)
                         .fold(f64::INFINITY, f64::min);
-                    let verdict = match worst {
-                        Some(row)
-                            if compare(
-                                Value::of(row),
-                                Value {
-                                    y: overall_min,
-                                    se: 0.0,
-                                },
-                            ) != Cmp::Above =>
-                        {
-                            Verdict::Agree
-                        }
-                        Some(_) => Verdict::Disagree,
-                        None => Verdict::Untestable,
-                    };
+                    let verdict = is_extreme(worst, overall_min, Cmp::Above);
                     ctx.push(
                         "the lowest W is at the highest cost and the highest q",
                         (

@@ -4,6 +4,10 @@
 
 use std::process::{Command, Output};
 
+use std::sync::Arc;
+
+use mupib_chain::ledger::EmbeddedLedger;
+use mupib_cli::commands::demo::scenario::{self, ScenarioParams};
 use serde_json::Value;
 
 fn mupib(args: &[&str]) -> Output {
@@ -225,4 +229,48 @@ fn demo_program_only_still_reports_every_decision_code() {
         assert!(counts[code].as_u64().unwrap() >= 1, "{code}: {counts}");
     }
     assert_eq!(report["block_closed"], true);
+}
+
+/// The program-level scenario in-process (what `--program-only` prints).
+const VALUE: u64 = 10_000;
+
+#[test]
+fn scenario_produces_every_decision_and_pays_exactly_the_valid_tokens() {
+    let ledger = Arc::new(EmbeddedLedger::ephemeral().unwrap());
+    let params = ScenarioParams::default();
+    let report = scenario::run(ledger, &params).unwrap();
+    for row in &report.tokens {
+        assert_eq!(
+            row.decision, row.expected,
+            "position {} ({})",
+            row.position, row.case
+        );
+    }
+    assert!(report.all_as_expected);
+    let valid = params.valid_tokens;
+    assert_eq!(report.counts.valid, u64::from(valid));
+    assert_eq!(report.counts.altered, 1);
+    assert_eq!(report.counts.duplicate, 2);
+    assert_eq!(report.counts.unpublished, 3);
+    let paid = u64::from(valid) * VALUE;
+    assert_eq!(report.amount_paid, paid);
+    assert_eq!(
+        report.escrow_balance.before - report.escrow_balance.after,
+        paid
+    );
+    assert_eq!(
+        report.auditor_balance.after - report.auditor_balance.before,
+        paid
+    );
+    // Block 1 already paid one token before the main block.
+    assert_eq!(report.auditor_balance.before, VALUE);
+    assert_eq!(
+        report.escrow_balance.before,
+        u64::from(params.batch_size - 1) * VALUE
+    );
+    assert!(
+        report.chunk_transactions >= 2,
+        "46 entries over 3 batches need two transactions"
+    );
+    assert!(report.block_closed);
 }

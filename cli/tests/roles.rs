@@ -9,16 +9,16 @@ use std::process::{Command, Output};
 
 use ed25519_dalek::SigningKey;
 use mupib::constants::MAX_BATCH_TOKENS;
-use mupib_sdk::cert::{pubkey_of, write_keypair_file, Registry};
-use mupib_sdk::client::bank::BankState;
-use mupib_sdk::client::wallet::WalletData;
-use mupib_sdk::ledger::{EmbeddedLedger, Ledger};
-use mupib_sdk::program::accounts::{
+use mupib_chain::ledger::{EmbeddedLedger, Ledger};
+use mupib_chain::program::accounts::{
     fetch_bank_registration, fetch_batch, fetch_config, token_balance,
 };
-use mupib_sdk::program::pda;
-use mupib_sdk::transaction::{verify_transaction, UserSignedPayment};
-use mupib_sdk::Pubkey;
+use mupib_chain::program::pda;
+use mupib_client::bank::BankState;
+use mupib_client::wallet::WalletData;
+use mupib_protocol::cert::{pubkey_of, write_keypair_file, Registry};
+use mupib_protocol::transaction::{verify_transaction, UserSignedPayment};
+use mupib_protocol::Pubkey;
 use serde_json::Value;
 
 struct Env {
@@ -248,7 +248,7 @@ fn admin_bank_user_vendor_flow_on_the_embedded_ledger() {
         }
         assert_eq!(tokens_seen, 1000);
         assert_eq!(total_escrow, 100_000);
-        let bank_account = mupib_sdk::client::bank::payment_account(&bank.pubkey, &mint);
+        let bank_account = mupib_chain::spl::payment_account(&bank.pubkey, &mint);
         assert_eq!(token_balance(&ledger, &bank_account).unwrap(), 900_000);
         let registration = fetch_bank_registration(&ledger, &bank.pubkey)
             .unwrap()
@@ -495,7 +495,7 @@ fn mint_by_unregistered_bank_is_refused_without_state_change() {
     assert_eq!(
         token_balance(
             &ledger,
-            &mupib_sdk::client::bank::payment_account(&bank.pubkey, &mint)
+            &mupib_chain::spl::payment_account(&bank.pubkey, &mint)
         )
         .unwrap(),
         5000
@@ -559,7 +559,7 @@ fn mint_of_zero_tokens_or_overflowing_value_is_refused_without_state_change() {
     assert_eq!(
         token_balance(
             &ledger,
-            &mupib_sdk::client::bank::payment_account(&bank.pubkey, &mint)
+            &mupib_chain::spl::payment_account(&bank.pubkey, &mint)
         )
         .unwrap(),
         1_000
@@ -804,7 +804,7 @@ fn vendor_submits_a_user_payment_to_the_auditor_service_and_gets_a_signed_delive
         "--keypair",
         p(&admin.path),
     ]);
-    let auditor_token = mupib_sdk::client::bank::payment_account(&auditor.pubkey, &mint);
+    let auditor_token = mupib_chain::spl::payment_account(&auditor.pubkey, &mint);
     assert_eq!(registered["payment_account"], auditor_token.to_string());
     let mut certificates = Vec::new();
     for (key, role) in [(&bank, "bank"), (&user, "user"), (&vendor, "vendor")] {

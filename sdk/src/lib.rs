@@ -1,32 +1,20 @@
-//! µPIB SDK: the off-chain half of the trust-aware micro-payment infrastructure.
+//! The µPIB SDK: what a vendor app, a bank or a wallet depends on.
 //!
-//! The off-chain core (no Solana dependency): identities and certificates ([`cert`]), bank-signed
-//! tokens ([`token`], paper eq. 1), payment transactions ([`transaction`], eq. 2), auditor
-//! responses ([`response`]), the trust models and block-size update ([`trust`], eqs. 3–7), risk
-//! ([`risk`], eqs. 10–13), money arithmetic ([`money`]), the auditor engine ([`auditor`]) and its
-//! durable state ([`store`]).
+//! - [`protocol`]: identities and certificates, bank-signed tokens, payment transactions, the
+//!   auditor's signed responses, decision codes, reject reasons, trust and risk, the auditor
+//!   service's wire types (no Solana dependency beyond the key type);
+//! - [`client`] (feature `chain`, default): the vendor's client of the auditor service, the
+//!   user's wallet, the bank's resumable minting;
+//! - [`chain`] (feature `chain`): the µPIB program's client, ledgers and chain flows.
 //!
-//! With the default `chain` feature: program clients ([`program`]: PDAs, instruction builders,
-//! account and event decoders, the block packer) and ledgers ([`ledger`]: the embedded ledger).
-//! See `docs/DESIGN.md` for the names shared with the program and the CLI.
-#![cfg_attr(test, allow(clippy::unwrap_used))]
+//! The auditor engine, its service and the paper's simulation are crates of their own
+//! (`mupib-auditor`, `mupib-service`, `mupib-sim`); an app that only pays or sells never
+//! compiles them. See `docs/DESIGN.md` for the layout.
 
-pub mod auditor;
-pub mod cert;
-pub mod money;
-pub mod response;
-pub mod risk;
-pub mod sim;
-pub mod store;
-pub mod token;
-pub mod transaction;
-pub mod trust;
+pub use mupib_protocol as protocol;
+pub use mupib_protocol::Pubkey;
 
 #[cfg(feature = "chain")]
-pub mod client;
+pub use mupib_chain as chain;
 #[cfg(feature = "chain")]
-pub mod ledger;
-#[cfg(feature = "chain")]
-pub mod program;
-
-pub use solana_pubkey::Pubkey;
+pub use mupib_client as client;

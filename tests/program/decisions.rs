@@ -3,9 +3,9 @@
 use mupib::constants::{
     DECISION_ALTERED, DECISION_DUPLICATE, DECISION_UNDECIDED, DECISION_UNPUBLISHED, DECISION_VALID,
 };
-use mupib_sdk::program::events::MupibEvent;
-use mupib_sdk::program::instructions::BatchRef;
-use mupib_sdk::program::pda;
+use mupib_chain::program::events::MupibEvent;
+use mupib_chain::program::instructions::BatchRef;
+use mupib_chain::program::pda;
 use mupib_tests::{batch_ref, digest, digests, entry, Harness};
 
 const VALUE: u64 = 10;

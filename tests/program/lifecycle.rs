@@ -5,9 +5,9 @@ use mupib::constants::{
 };
 use mupib::error::MupibError;
 use mupib::state::{Batch, Block};
-use mupib_sdk::program::events::MupibEvent;
-use mupib_sdk::program::instructions as ix;
-use mupib_sdk::program::pda;
+use mupib_chain::program::events::MupibEvent;
+use mupib_chain::program::instructions as ix;
+use mupib_chain::program::pda;
 use mupib_tests::{batch_ref, digests, entry, Harness};
 use solana_sdk::signature::Signer;
 

@@ -5,8 +5,8 @@ use mupib::constants::{MAX_BATCH_TOKENS, MAX_BLOCK_TOKENS, MAX_PDA_ACCOUNT_SIZE}
 use mupib::error::MupibError;
 use mupib::instructions::BlockVerifyChunkArgs;
 use mupib::state::{Batch, Block};
-use mupib_sdk::program::instructions as ix;
-use mupib_sdk::program::pda;
+use mupib_chain::program::instructions as ix;
+use mupib_chain::program::pda;
 use mupib_tests::{batch_ref, digests, entry, Harness};
 use solana_sdk::hash::Hash;
 use solana_sdk::signature::{Keypair, Signer};
@@ -114,7 +114,7 @@ async fn zero_value_and_bad_expiry_are_refused() {
 fn verification_tx_size(entries: usize, pairs: usize) -> usize {
     let auditor = Keypair::new();
     let refs: Vec<_> = (0..pairs)
-        .map(|i| mupib_sdk::program::instructions::BatchRef {
+        .map(|i| mupib_chain::program::instructions::BatchRef {
             bank: solana_sdk::pubkey::Pubkey::new_unique(),
             batch_id: i as u64,
         })

@@ -1,8 +1,8 @@
 //! Exactly-once payment: escrow and auditor balances after valid, invalid and replayed chunks.
 
 use mupib::constants::{DECISION_ALTERED, DECISION_UNDECIDED, DECISION_VALID};
-use mupib_sdk::program::events::MupibEvent;
-use mupib_sdk::program::pda;
+use mupib_chain::program::events::MupibEvent;
+use mupib_chain::program::pda;
 use mupib_tests::{batch_ref, digests, entry, Harness};
 
 const VALUE: u64 = 25;

@@ -2,7 +2,7 @@
 //!
 //! [`Harness`] runs the µPIB program natively (`mupib::native::entry`) inside a real Solana bank
 //! (`solana-program-test`), next to the real SPL Token program, and builds every µPIB
-//! instruction with the SDK's builders (`mupib_sdk::program::instructions`).
+//! instruction with the SDK's builders (`mupib_chain::program::instructions`).
 // solana-program-test 3.x marks its API "Agave Unstable" (deprecated); that is expected here.
 #![allow(deprecated)]
 #![allow(clippy::expect_used, clippy::panic)]
@@ -13,10 +13,10 @@ use anchor_lang::AccountDeserialize;
 use mupib::error::MupibError;
 use mupib::instructions::{BatchCreateArgs, BlockOpenArgs, BlockVerifyChunkArgs, TokenEntry};
 use mupib::state::{AuditorRegistration, BankRegistration, Batch, Block, Config};
-use mupib_sdk::program::events::{decode_events, MupibEvent};
-use mupib_sdk::program::instructions as ix;
-use mupib_sdk::program::instructions::BatchRef;
-use mupib_sdk::program::pda;
+use mupib_chain::program::events::{decode_events, MupibEvent};
+use mupib_chain::program::instructions as ix;
+use mupib_chain::program::instructions::BatchRef;
+use mupib_chain::program::pda;
 use solana_program_test::{processor, ProgramTest, ProgramTestContext};
 use solana_sdk::account::Account;
 use solana_sdk::clock::Clock;

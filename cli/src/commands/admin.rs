@@ -5,14 +5,15 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use mupib_sdk::cert::{Certificate, Role};
-use mupib_sdk::client::bank::{ensure_payment_account, fund_payment_account, register_bank};
-use mupib_sdk::ledger::Ledger;
-use mupib_sdk::program::accounts::{
+use mupib_chain::admin;
+use mupib_chain::ledger::Ledger;
+use mupib_chain::program::accounts::{
     fetch_auditor_registration, fetch_bank_registration, fetch_config,
 };
-use mupib_sdk::program::{client as program_client, instructions as ix, pda};
-use mupib_sdk::Pubkey;
+use mupib_chain::program::pda;
+use mupib_chain::spl::{self, ensure_payment_account, fund_payment_account};
+use mupib_protocol::cert::{Certificate, Role};
+use mupib_protocol::Pubkey;
 use serde::Serialize;
 use solana_sdk::signature::{Keypair, Signer};
 
@@ -226,7 +227,7 @@ impl Command {
                 if fetch_bank_registration(ledger.as_ref(), &bank)?.is_some() {
                     bail!("bank {bank} is already registered");
                 }
-                register_bank(ledger.as_ref(), &admin.keypair, &bank)
+                admin::register_bank(ledger.as_ref(), &admin.keypair, &bank)
                     .context("bank_register failed")?;
                 let airdropped = airdrop(ledger.as_ref(), &bank, lamports)?;
                 let account = if fund > 0 {
@@ -257,9 +258,7 @@ impl Command {
                 if fetch_auditor_registration(ledger.as_ref(), &auditor)?.is_some() {
                     bail!("auditor {auditor} is already registered");
                 }
-                let instruction = ix::auditor_register(&admin.pubkey, &auditor);
-                ledger
-                    .send_instructions(&[instruction], &admin.pubkey, &[&admin.keypair])
+                admin::register_auditor(ledger.as_ref(), &admin.keypair, &auditor)
                     .context("auditor_register failed")?;
                 let airdropped = airdrop(ledger.as_ref(), &auditor, lamports)?;
                 let account = ensure_payment_account(
@@ -393,18 +392,12 @@ fn init(mint: Option<Pubkey>, decimals: u8, common: &Common) -> anyhow::Result<(
         Some(mint) => (mint, false),
         None => {
             let mint = Keypair::new();
-            program_client::create_mint(ledger, &admin.keypair, &mint, &admin.pubkey, decimals)
+            spl::create_mint(ledger, &admin.keypair, &mint, &admin.pubkey, decimals)
                 .context("cannot create the payment mint")?;
             (mint.pubkey(), true)
         }
     };
-    ledger
-        .send_instructions(
-            &[ix::config_init(&admin.pubkey, &mint)],
-            &admin.pubkey,
-            &[&admin.keypair],
-        )
-        .context("config_init failed")?;
+    admin::init_config(ledger, &admin.keypair, &mint).context("config_init failed")?;
     let report = InitReport {
         program: pda::program_id().to_string(),
         config: pda::config().0.to_string(),
@@ -434,12 +427,7 @@ fn set_paused(paused: bool, common: &Common) -> anyhow::Result<()> {
     let admin = common.keypair.load("admin")?;
     let ledger = common.ledger.open_ledger()?;
     require_admin(ledger.as_ref(), &admin)?;
-    ledger
-        .send_instructions(
-            &[ix::config_set_paused(&admin.pubkey, paused)],
-            &admin.pubkey,
-            &[&admin.keypair],
-        )
+    admin::set_paused(ledger.as_ref(), &admin.keypair, paused)
         .context("config_set_paused failed")?;
     if common.json {
         print_json(&serde_json::json!({ "paused": paused }))

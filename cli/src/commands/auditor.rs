@@ -6,18 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use mupib_sdk::auditor::AuditorConfig;
-use mupib_sdk::cert::read_keypair_file;
-use mupib_sdk::client::ChainVerifier;
-use mupib_sdk::ledger::rpc::RpcLedger;
-use mupib_sdk::ledger::{EmbeddedLedger, Ledger};
-use mupib_sdk::money::Withholding;
-use mupib_sdk::trust::{TrustModel, TrustScale};
-use mupib_sdk::Pubkey;
+use mupib_auditor::AuditorConfig;
+use mupib_chain::ledger::rpc::RpcLedger;
+use mupib_chain::ledger::{EmbeddedLedger, Ledger};
+use mupib_chain::verifier::ChainVerifier;
+use mupib_protocol::cert::read_keypair_file;
+use mupib_protocol::money::Withholding;
+use mupib_protocol::trust::{TrustModel, TrustScale};
+use mupib_protocol::Pubkey;
 use solana_sdk::signature::Keypair;
 
-use crate::service::files::{load_payout_accounts, load_registry};
-use crate::service::{
+use mupib_service::files::{load_payout_accounts, load_registry};
+use mupib_service::{
     system_clock, LedgerPayouts, PayoutSender, RunningService, ServiceConfig, ServiceParts,
 };
 

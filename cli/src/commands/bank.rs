@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use mupib_sdk::client::bank::{BankClient, MintOutcome, MintProgress, MintRequest};
-use mupib_sdk::client::wallet::Wallet;
-use mupib_sdk::program::accounts::{fetch_bank_registration, token_balance};
-use mupib_sdk::Pubkey;
+use mupib_chain::program::accounts::{fetch_bank_registration, token_balance};
+use mupib_client::bank::{BankClient, MintOutcome, MintProgress, MintRequest};
+use mupib_client::wallet::Wallet;
+use mupib_protocol::Pubkey;
 use serde::Serialize;
 
 use super::common::{print_json, progress_bar, sol, token_ids, KeypairArg, LedgerArgs};

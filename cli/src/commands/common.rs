@@ -4,7 +4,7 @@
 //!
 //! Data directory layout (default `$MUPIB_DATA_DIR`, else `$XDG_DATA_HOME/mupib`, else
 //! `~/.local/share/mupib`):
-//! - `ledger/`: the embedded ledger (see `mupib_sdk::ledger::embedded`);
+//! - `ledger/`: the embedded ledger (see `mupib_chain::ledger::embedded`);
 //! - `banks/<bank>.json`: a bank's own data (tokens not yet handed out, batches, hand-outs);
 //! - `wallets/<user>.json`: a user's wallet;
 //! - `certs/<subject>.json`: certificates issued by `mupib admin issue-cert`.
@@ -12,11 +12,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
-use mupib_sdk::cert::{pubkey_of, read_keypair_file, Certificate};
-use mupib_sdk::ledger::rpc::RpcLedger;
-use mupib_sdk::ledger::{EmbeddedLedger, Ledger};
-use mupib_sdk::token::Token;
-use mupib_sdk::Pubkey;
+use mupib_chain::ledger::rpc::RpcLedger;
+use mupib_chain::ledger::{EmbeddedLedger, Ledger};
+use mupib_protocol::cert::{pubkey_of, read_keypair_file, Certificate};
+use mupib_protocol::token::Token;
+use mupib_protocol::Pubkey;
 use serde::Serialize;
 use solana_sdk::signature::Keypair;
 
@@ -202,10 +202,8 @@ pub fn read_json_file<T: serde::de::DeserializeOwned>(
 pub fn write_json_output<T: Serialize>(value: &T, path: Option<&Path>) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
     match path {
-        Some(path) => {
-            mupib_sdk::client::wallet::write_file_atomic(path, format!("{text}\n").as_bytes())
-                .with_context(|| format!("cannot write {}", path.display()))
-        }
+        Some(path) => mupib_client::wallet::write_file_atomic(path, format!("{text}\n").as_bytes())
+            .with_context(|| format!("cannot write {}", path.display())),
         None => {
             println!("{text}");
             Ok(())

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use mupib_sdk::ledger::localnet::{self, LocalnetOptions, DEFAULT_PORT};
-use mupib_sdk::ledger::EmbeddedLedger;
+
+use mupib_chain::ledger::EmbeddedLedger;
+use mupib_localnet::{LocalnetOptions, DEFAULT_PORT};
 
 /// Serve the embedded ledger over Solana JSON-RPC on 127.0.0.1 (Ctrl-C to stop).
 ///
@@ -41,7 +42,7 @@ impl Args {
             max_body_bytes: self.max_body_bytes,
             ..LocalnetOptions::default()
         };
-        let handle = localnet::serve_with(Arc::new(ledger), addr, options)?;
+        let handle = mupib_localnet::serve_with(Arc::new(ledger), addr, options)?;
         let url = handle.url();
         if self.json {
             println!(

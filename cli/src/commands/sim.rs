@@ -1,5 +1,5 @@
 //! `mupib sim`: reproduces the paper's simulation (§7, figures 3–12) with the real auditor engine
-//! ([`mupib_sdk::sim`]) and writes, per figure, `figNN.csv` (`x,series,y,y_std,runs`), `figNN.png`
+//! ([`mupib_sim`]) and writes, per figure, `figNN.csv` (`x,series,y,y_std,runs`), `figNN.png`
 //! and one `report.md` checking the paper's claims against the numbers.
 
 use std::fs;
@@ -8,17 +8,14 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use mupib_sdk::money::Withholding;
-use mupib_sdk::sim::report::{check_claims, render_markdown, ClaimCheck, ReportContext, Verdict};
-use mupib_sdk::sim::{
+use mupib_protocol::money::Withholding;
+use mupib_protocol::trust::{TrustModel, TrustScale};
+use mupib_sim::report::{check_claims, render_markdown, ClaimCheck, ClaimVerdict, ReportContext};
+use mupib_sim::{
     figure_spec, run_figures, write_csv, FigureId, FigureResult, MonteCarlo, Overrides,
     DEFAULT_SEED, DEFAULT_SLOTS,
 };
-use mupib_sdk::trust::{TrustModel, TrustScale};
 use serde::Serialize;
-
-#[path = "../sim/plot.rs"]
-mod plot;
 
 /// Reproduce the paper's figures 3–12 with the real auditor engine (paper mode) and a simulated
 /// chain; write figNN.csv, figNN.png and report.md into --out.
@@ -110,10 +107,10 @@ impl VerdictCounts {
         let mut counts = VerdictCounts::default();
         for check in checks.filter(|c| !c.ours) {
             match check.verdict {
-                Verdict::Agree => counts.agree += 1,
-                Verdict::Partial => counts.partly += 1,
-                Verdict::Disagree => counts.disagree += 1,
-                Verdict::Untestable => counts.not_testable += 1,
+                ClaimVerdict::Agree => counts.agree += 1,
+                ClaimVerdict::Partial => counts.partly += 1,
+                ClaimVerdict::Disagree => counts.disagree += 1,
+                ClaimVerdict::Untestable => counts.not_testable += 1,
             }
         }
         counts
@@ -299,7 +296,7 @@ impl Args {
             None
         } else {
             let png_path = self.out.join(format!("{stem}.png"));
-            plot::plot_figure(result, &png_path)?;
+            mupib_sim::plot::plot_figure(result, &png_path)?;
             Some(png_path)
         };
         Ok(FigureSummary {

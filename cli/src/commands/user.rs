@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use mupib_sdk::client::wallet::{payment_reference, Wallet};
+use mupib_client::wallet::{payment_reference, Wallet};
 
 use super::common::{
     print_json, read_certificate, unix_now, write_json_output, KeypairArg, LedgerArgs,

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use mupib_sdk::cert::Certificate;
-use mupib_sdk::client::vendor::{SubmitAnswer, VendorClient};
-use mupib_sdk::transaction::{PaymentTransaction, TransactionId, UserSignedPayment};
-use mupib_sdk::Pubkey;
+use mupib_client::vendor::VendorClient;
+use mupib_protocol::cert::Certificate;
+use mupib_protocol::transaction::{PaymentTransaction, TransactionId, UserSignedPayment};
+use mupib_protocol::wire::SubmitAnswer;
+use mupib_protocol::Pubkey;
 use serde::Serialize;
 
 use super::common::{

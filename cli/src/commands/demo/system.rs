@@ -1,0 +1,990 @@
+//! `mupib demo` (default): the whole system end to end on the embedded ledger.
+//!
+//! A bank mints a sealed batch on the chain; an honest user, a double-spender and a forger pay
+//! several vendors through the real auditor service (HTTP on loopback, in-process), whose blocks
+//! are verified on the same ledger by [`ChainVerifier`] and whose vendor payouts are settled
+//! on-chain by [`LedgerPayouts`]. One vendor double-sells a transaction.
+//!
+//! Everything in the report is read back afterwards — users and vendors from the service's HTTP
+//! endpoints, decision counts and the escrow's payments from the `Block` accounts on the ledger,
+//! payouts from the vendors' SPL balances, margin and loss from the auditor's store — never
+//! recomputed from the script. [`MoneyCheck`] then checks the paper's balance (SPEC §4, eqs.
+//! 10–12): escrow paid = payouts + refunds + auditor margin − loss.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use ed25519_dalek::SigningKey;
+use mupib_auditor::store::SqliteStore;
+use mupib_auditor::{Auditor, AuditorConfig, BlockOutcome};
+use mupib_chain::deploy::{Deployment, BATCH_LIFETIME_SECS};
+use mupib_chain::ledger::{EmbeddedLedger, Ledger};
+use mupib_chain::program::accounts::{decode_token_account, fetch_block};
+use mupib_chain::program::pda;
+use mupib_chain::verifier::ChainVerifier;
+use mupib_chain::{admin, spl};
+use mupib_client::bank::{BankClient, MintRequest};
+use mupib_client::vendor::{VendorClient, VendorError};
+use mupib_protocol::block::{BlockSubmission, BlockVerifier};
+use mupib_protocol::cert::{pubkey_of, Certificate, Registry, Role};
+use mupib_protocol::decision::DecisionCounts;
+use mupib_protocol::money::Withholding;
+use mupib_protocol::reject::RejectReason;
+use mupib_protocol::response::Verdict;
+use mupib_protocol::token::Token;
+use mupib_protocol::transaction::PaymentTransaction;
+use mupib_protocol::trust::{TrustModel, TrustScale};
+use mupib_protocol::wire::SubmitAnswer;
+use mupib_protocol::wire::{BlockTrace, StatusView};
+use mupib_protocol::Pubkey;
+use mupib_service::{
+    system_clock, LedgerPayouts, RunningService, ServiceConfig, ServiceParts, STORE_FILE,
+};
+use serde::Serialize;
+use solana_sdk::signature::{Keypair, Signer};
+
+/// Settings of the system demo.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemParams {
+    /// Tokens in the bank's sealed batch.
+    pub batch_size: u32,
+    /// Value of one token in base units (6 decimals).
+    pub token_value: u64,
+    /// W0, every user's initial block size.
+    pub initial_block_size: u64,
+    /// ρ, the auditor's withholding, in basis points.
+    pub withholding_bps: u16,
+}
+
+impl Default for SystemParams {
+    fn default() -> Self {
+        SystemParams {
+            batch_size: 40,
+            token_value: 1_000_000,
+            initial_block_size: 4,
+            withholding_bps: 2_000,
+        }
+    }
+}
+
+/// One user as the auditor sees it at the end, with its history of block sizes.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserReport {
+    /// The role it plays in the demo (`honest`, `double-spender`, `forger`).
+    pub name: String,
+    /// Its key (base58).
+    pub key: String,
+    /// T_e(γ) now (eqs. 3–5), from `/v1/users`.
+    pub trust: f64,
+    /// γ, the invalid tokens counted against it.
+    pub invalid_total: u64,
+    /// W now.
+    pub block_size: u64,
+    /// W0 followed by W after each of its verified blocks (eq. 7), from `/v1/blocks`.
+    pub block_sizes: Vec<u64>,
+    /// Suspended (W = 0).
+    pub suspended: bool,
+    /// Blocks verified valid / with invalid tokens.
+    pub blocks_valid: u64,
+    /// Blocks with invalid tokens.
+    pub blocks_invalid: u64,
+    /// Misbehaviour detected at intake (forged tokens, double spending at intake).
+    pub misbehaviour_count: u64,
+    /// Refunds the auditor owes it, in base units.
+    pub refunded: u64,
+    /// Final answers its payments got that were rejections: the reason codes, in order.
+    pub rejections: Vec<String>,
+    /// Payments delivered.
+    pub delivered: u64,
+}
+
+/// One vendor's payouts.
+#[derive(Debug, Clone, Serialize)]
+pub struct VendorReport {
+    /// Its name in the demo.
+    pub name: String,
+    /// Its key (base58).
+    pub key: String,
+    /// Its SPL token account.
+    pub payout_account: String,
+    /// The on-chain SPL balance of its payout account (what it was actually paid).
+    pub onchain_balance: u64,
+    /// Σ v·(1−ρ) accrued in the auditor's store.
+    pub accrued: u64,
+    /// Σ paid by completed settlement batches, per the store.
+    pub settled: u64,
+    /// Times it presented a transaction already seen (flagged).
+    pub double_sellings: u64,
+    /// Reason codes of the rejections it got for transactions it presented again.
+    pub rejections: Vec<String>,
+}
+
+/// One block the auditor verified on the ledger.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockReport {
+    /// The block id (the `Block` PDA seed).
+    pub block_id: u64,
+    /// The user's name in the demo.
+    pub user: String,
+    /// W when it formed (its token count).
+    pub block_size: u64,
+    /// W after it (eq. 7).
+    pub block_size_after: u64,
+    /// Its decisions, from its `Block` account.
+    pub decisions: DecisionCounts,
+    /// What the escrow paid the auditor for it, from its `Block` account.
+    pub amount_paid: u64,
+}
+
+/// The money balance: each term read back from its own source.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MoneyCheck {
+    /// Σ `amount_paid` of the auditor's `Block` accounts on the ledger.
+    pub escrow_paid: u64,
+    /// Σ on-chain SPL balances of the vendors' payout accounts.
+    pub payouts: u64,
+    /// Σ refunds owed to users (`/v1/users`).
+    pub refunds: u64,
+    /// Σ auditor margin of the decided blocks (the store's block outcomes).
+    pub margin: u64,
+    /// Σ loss (face value of invalid tokens paid out) of the decided blocks (the store).
+    pub loss: u64,
+    /// The auditor's SPL balance before the service started.
+    pub auditor_balance_before: u64,
+    /// The auditor's SPL balance at the end.
+    pub auditor_balance_after: u64,
+    /// escrow paid = payouts + refunds + margin − loss.
+    pub balanced: bool,
+    /// auditor after = auditor before + escrow paid − payouts (all on the ledger).
+    pub auditor_balance_consistent: bool,
+}
+
+/// The system demo's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemReport {
+    /// Always `embedded`.
+    pub ledger: &'static str,
+    /// The program id.
+    pub program: String,
+    /// The payment mint.
+    pub mint: String,
+    /// The bank.
+    pub bank: String,
+    /// The auditor.
+    pub auditor: String,
+    /// The service's URL while it ran.
+    pub service_url: String,
+    /// Value of one token.
+    pub token_value: u64,
+    /// ρ in basis points.
+    pub withholding_bps: u16,
+    /// Tokens in the minted batch.
+    pub batch_size: u32,
+    /// Blocks the auditor formed and verified on the ledger.
+    pub blocks: u64,
+    /// Per user.
+    pub users: Vec<UserReport>,
+    /// Per vendor.
+    pub vendors: Vec<VendorReport>,
+    /// Per decision code, from the ledger.
+    pub decisions: DecisionCounts,
+    /// Every block, in id order.
+    pub block_list: Vec<BlockReport>,
+    /// The balance.
+    pub money: MoneyCheck,
+}
+
+impl SystemReport {
+    /// Every check held.
+    pub fn holds(&self) -> bool {
+        self.money.balanced && self.money.auditor_balance_consistent
+    }
+}
+
+struct Party {
+    name: &'static str,
+    key: SigningKey,
+    cert: Certificate,
+    rejections: Vec<String>,
+    delivered: u64,
+}
+
+struct Vendor {
+    name: &'static str,
+    client: VendorClient,
+    account: Pubkey,
+    rejections: Vec<String>,
+}
+
+fn fresh_key() -> SigningKey {
+    mupib_chain::signing_key(&Keypair::new())
+}
+
+fn now() -> anyhow::Result<i64> {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
+    i64::try_from(secs).context("the system clock is out of range")
+}
+
+fn reason_code(reason: &RejectReason) -> String {
+    serde_json::to_value(reason)
+        .ok()
+        .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn token_balance(ledger: &dyn Ledger, account: &Pubkey) -> anyhow::Result<u64> {
+    let account_data = ledger
+        .get_account(account)?
+        .ok_or_else(|| anyhow!("token account {account} does not exist on the ledger"))?;
+    Ok(decode_token_account(&account_data)?.amount)
+}
+
+/// Tokens handed out in order from the minted batch.
+struct Purse {
+    tokens: Vec<Token>,
+    next: usize,
+}
+
+impl Purse {
+    fn take(&mut self, count: usize) -> anyhow::Result<Vec<Token>> {
+        let end = self
+            .next
+            .checked_add(count)
+            .filter(|end| *end <= self.tokens.len())
+            .ok_or_else(|| {
+                anyhow!(
+                    "the minted batch of {} tokens is too small for the demo; use a larger --batch-size",
+                    self.tokens.len()
+                )
+            })?;
+        let taken = self.tokens[self.next..end].to_vec();
+        self.next = end;
+        Ok(taken)
+    }
+}
+
+/// Signs a payment from `user` to `vendor`, has the vendor countersign and submit it, waits for
+/// the final answer, and records a rejection or delivery.
+fn pay(
+    user: &mut Party,
+    vendor: &Vendor,
+    tokens: Vec<Token>,
+    info: &str,
+) -> anyhow::Result<(PaymentTransaction, SubmitAnswer)> {
+    let payment = PaymentTransaction::user_sign(
+        &user.key,
+        user.cert.clone(),
+        vendor.client.certificate().clone(),
+        now()?,
+        tokens,
+        info,
+    )?;
+    let tx = vendor.client.countersign(payment)?;
+    let mut answer = vendor.client.submit(&tx)?;
+    if !answer.is_final {
+        answer = vendor
+            .client
+            .await_final(&tx.id()?, Duration::from_secs(60))?;
+    }
+    match &answer.response.verdict {
+        Verdict::Deliver => user.delivered += 1,
+        Verdict::Reject(reason) => user.rejections.push(reason_code(reason)),
+        Verdict::Wait => bail!("transaction {} still waiting after 60 s", tx.id()?),
+    }
+    Ok((tx, answer))
+}
+
+/// The user's block size W and suspension as the service reports them; a user the auditor has
+/// not seen yet (HTTP 404) has W0 and is not suspended.
+fn standing(vendor: &Vendor, user: &Party, initial: u64) -> anyhow::Result<(u64, bool)> {
+    match vendor.client.user(&user.cert.subject) {
+        Ok(view) => Ok((view.block_size, view.suspended)),
+        Err(VendorError::Refused { status: 404, .. }) => Ok((initial, false)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Token counts per transaction of one block of size `w`: 1, 2, 1, 2, … summing to `w`.
+fn split(w: u64) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut remaining = usize::try_from(w).unwrap_or(0);
+    let mut next = 1usize;
+    while remaining > 0 {
+        let size = next.min(remaining);
+        sizes.push(size);
+        remaining -= size;
+        next = if next == 1 { 2 } else { 1 };
+    }
+    sizes
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::blocking::Client,
+    url: &str,
+) -> anyhow::Result<T> {
+    let response = http.get(url).send().with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        bail!(
+            "GET {url} answered {status}: {}",
+            response.text().unwrap_or_default()
+        );
+    }
+    response
+        .json()
+        .with_context(|| format!("GET {url}: unexpected body"))
+}
+
+/// Runs the system demo in `dir` (which must be empty or absent), reporting each phase through
+/// `progress`.
+///
+/// # Errors
+/// Any failure of the ledger, the service or a check of the script's own expectations, with what
+/// failed; the balance itself is reported (see [`SystemReport::holds`]), not raised.
+pub fn run(
+    dir: &Path,
+    params: &SystemParams,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<SystemReport> {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        bail!(
+            "the data directory {} is not empty; the demo needs a fresh one (remove it or choose another --data-dir)",
+            dir.display()
+        );
+    }
+    let value = params.token_value;
+    progress(&format!(
+        "ledger: opening the embedded ledger in {}",
+        dir.join("ledger").display()
+    ));
+    let ledger: Arc<dyn Ledger> = Arc::new(
+        EmbeddedLedger::open(dir.join("ledger"))
+            .with_context(|| format!("cannot open the embedded ledger in {}", dir.display()))?,
+    );
+    let batch_value = u64::from(params.batch_size)
+        .checked_mul(value)
+        .ok_or_else(|| anyhow!("batch size × token value overflows u64"))?;
+    let deployment = Deployment::setup(ledger.as_ref(), 6, batch_value)
+        .context("deploying the program configuration, bank and auditor")?;
+    progress("deploy: program configured; bank and auditor registered on-chain");
+
+    // The bank mints with the same resumable client as `mupib bank mint`: signs the tokens,
+    // creates and funds the escrow, publishes the commitments in chunks, seals.
+    let bank_client = BankClient::new(
+        ledger.as_ref(),
+        &deployment.bank_key(),
+        dir.join("bank.json"),
+    );
+    let expires_at = ledger
+        .clock()?
+        .unix_timestamp
+        .checked_add(BATCH_LIFETIME_SECS)
+        .context("expiry overflows")?;
+    let minted = bank_client
+        .mint(
+            MintRequest {
+                count: params.batch_size,
+                value,
+                expires_at,
+                first_batch_id: None,
+            },
+            &mut |_| {},
+        )
+        .context("the bank's mint (publish, fund, seal) failed")?;
+    let tokens = minted.tokens;
+    progress(&format!(
+        "bank: minted batch 1 — {} tokens of {} base units, escrow funded and sealed in {} transactions",
+        params.batch_size, value, minted.transactions
+    ));
+    let mut purse = Purse { tokens, next: 0 };
+
+    // Identities: a certificate authority, the bank, three users, three vendors.
+    let authority = fresh_key();
+    let issue = |key: &SigningKey, role: Role, name: &str| {
+        Certificate::issue(&authority, pubkey_of(key), role, name, 0, i64::MAX / 2)
+    };
+    let mut registry = Registry::with_authorities([pubkey_of(&authority)])?;
+    registry.register(issue(&deployment.bank_key(), Role::Bank, "bank")?)?;
+    let mut users = Vec::new();
+    for name in ["honest", "double-spender", "forger"] {
+        let key = fresh_key();
+        let cert = issue(&key, Role::User, name)?;
+        registry.register(cert.clone())?;
+        users.push(Party {
+            name,
+            key,
+            cert,
+            rejections: Vec::new(),
+            delivered: 0,
+        });
+    }
+    let mut vendor_keys = Vec::new();
+    let mut destinations = HashMap::new();
+    for name in ["vendor-a", "vendor-b", "double-seller"] {
+        let key = fresh_key();
+        let cert = issue(&key, Role::Vendor, name)?;
+        registry.register(cert.clone())?;
+        let account = Keypair::new();
+        spl::create_token_account(
+            ledger.as_ref(),
+            &deployment.auditor,
+            &account,
+            &deployment.mint,
+            &pubkey_of(&key),
+        )?;
+        destinations.insert(pubkey_of(&key), account.pubkey());
+        vendor_keys.push((name, key, cert, account.pubkey()));
+    }
+    // The auditor's float: it pays vendors at once for delivered payments, before the escrow
+    // pays it for the block.
+    spl::mint_to(
+        ledger.as_ref(),
+        &deployment.admin,
+        &deployment.mint,
+        &deployment.auditor_token,
+        batch_value,
+    )?;
+    progress("parties: certificates for 3 users and 3 vendors; vendor payout accounts created");
+
+    // The double-spender spends four tokens through another auditor first: on-chain they are
+    // then spent, and the chain will decide them `10` duplicate in our auditor's blocks.
+    let double_spent = purse.take(4)?;
+    {
+        let other = Keypair::new();
+        let other_token = Keypair::new();
+        ledger.airdrop(&other.pubkey(), 10_000_000_000)?;
+        admin::register_auditor(ledger.as_ref(), &deployment.admin, &other.pubkey())?;
+        spl::create_token_account(
+            ledger.as_ref(),
+            &other,
+            &other_token,
+            &deployment.mint,
+            &other.pubkey(),
+        )?;
+        let mut elsewhere = ChainVerifier::new(Arc::clone(&ledger), other, other_token.pubkey());
+        let decisions = elsewhere
+            .verify(&BlockSubmission {
+                block_id: 1,
+                user: users[1].cert.subject,
+                entries: double_spent.iter().map(Token::token_ref).collect(),
+            })
+            .context("spending the double-spender's tokens through the other auditor")?;
+        if !decisions.iter().all(|d| d.is_valid()) {
+            bail!("the other auditor's block was not all valid: {decisions:?}");
+        }
+    }
+    progress("double-spender: 4 tokens spent first through another auditor on-chain");
+
+    // The real auditor service, over HTTP on loopback, verifying on the same ledger.
+    let auditor_keypair = || Keypair::new_from_array(*deployment.auditor.secret_bytes());
+    let auditor_key = deployment.auditor_key();
+    let auditor = pubkey_of(&auditor_key);
+    let auditor_balance_before = token_balance(ledger.as_ref(), &deployment.auditor_token)?;
+    let engine = AuditorConfig {
+        withholding: Withholding::from_bps(params.withholding_bps)?,
+        trust_model: TrustModel::Neutral,
+        trust_scale: TrustScale::Initial,
+        initial_block_size: params.initial_block_size,
+        paper_mode: false,
+    };
+    let mut config = ServiceConfig::new(
+        Some(dir.join("auditor")),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        engine,
+    );
+    config.settle_interval = None;
+    config.retry_interval = Duration::from_millis(200);
+    let service = RunningService::start(
+        config,
+        ServiceParts {
+            auditor_key: auditor_key.clone(),
+            registry,
+            verifier: Box::new(ChainVerifier::new(
+                Arc::clone(&ledger),
+                auditor_keypair(),
+                deployment.auditor_token,
+            )),
+            payouts: Some(Box::new(LedgerPayouts::new(
+                Arc::clone(&ledger),
+                auditor_keypair(),
+                deployment.auditor_token,
+                destinations,
+            ))),
+            clock: system_clock(),
+        },
+    )
+    .context("starting the auditor service")?;
+    let url = service.url();
+    progress(&format!("auditor: service listening on {url}"));
+    let mut vendors = Vec::new();
+    for (name, key, cert, account) in vendor_keys {
+        vendors.push(Vendor {
+            name,
+            client: VendorClient::new(url.clone(), key, cert, auditor)?,
+            account,
+            rejections: Vec::new(),
+        });
+    }
+
+    let trade = run_trades(
+        &mut users,
+        &mut vendors,
+        &mut purse,
+        double_spent,
+        params.initial_block_size,
+        progress,
+    );
+    let settle = trade.and_then(|()| {
+        let http = reqwest::blocking::Client::new();
+        let response = http
+            .post(format!("{url}/v1/settle"))
+            .send()
+            .context("POST /v1/settle")?;
+        if !response.status().is_success() {
+            bail!("settlement failed: {}", response.text().unwrap_or_default());
+        }
+        progress("settle: vendor payouts sent on-chain in a batched SPL transfer");
+        read_service(&url, &users, &vendors)
+    });
+    // Stop the service in every case (graceful: drains and closes the databases).
+    let stopped = service.shutdown();
+    let (views, blocks) = settle?;
+    stopped.context("the auditor service stopped with an error")?;
+    progress("read back: users and vendors from the service, blocks from the ledger and the store");
+
+    // Per decision code and the escrow's payments: the Block accounts on the ledger, each
+    // checked against the store's outcome.
+    let engine = Auditor::new(
+        SqliteStore::open(dir.join("auditor").join(STORE_FILE))?,
+        engine,
+    )?;
+    let mut decisions = DecisionCounts::default();
+    let mut escrow_paid: u64 = 0;
+    let mut margin: u64 = 0;
+    let mut loss: u64 = 0;
+    let mut block_list = Vec::new();
+    for trace in &blocks {
+        let address = pda::block(&auditor, trace.block_id).0;
+        let state = fetch_block(ledger.as_ref(), &address)?
+            .ok_or_else(|| anyhow!("block {} has no account on the ledger", trace.block_id))?;
+        let header = &state.header;
+        let chain = DecisionCounts {
+            valid: u64::from(header.valid_count),
+            altered: u64::from(header.altered_count),
+            duplicate: u64::from(header.duplicate_count),
+            unpublished: u64::from(header.unpublished_count),
+        };
+        let outcome: BlockOutcome = engine
+            .block_outcome(trace.block_id)?
+            .ok_or_else(|| anyhow!("block {} has no outcome in the store", trace.block_id))?;
+        let stored = outcome.decisions;
+        if chain != stored {
+            bail!(
+                "block {}: the ledger's decisions {chain:?} differ from the store's {stored:?}",
+                trace.block_id
+            );
+        }
+        let add = |total: u64, x: u64| {
+            total
+                .checked_add(x)
+                .ok_or_else(|| anyhow!("a total overflows u64"))
+        };
+        decisions.valid = add(decisions.valid, chain.valid)?;
+        decisions.altered = add(decisions.altered, chain.altered)?;
+        decisions.duplicate = add(decisions.duplicate, chain.duplicate)?;
+        decisions.unpublished = add(decisions.unpublished, chain.unpublished)?;
+        escrow_paid = add(escrow_paid, header.amount_paid)?;
+        block_list.push(BlockReport {
+            block_id: trace.block_id,
+            user: users
+                .iter()
+                .find(|u| u.cert.subject.to_string() == trace.user)
+                .map_or_else(|| trace.user.clone(), |u| u.name.to_owned()),
+            block_size: trace.block_size,
+            block_size_after: outcome.trust.block_size,
+            decisions: chain,
+            amount_paid: header.amount_paid,
+        });
+        margin = add(margin, outcome.settlement.margin.0)?;
+        loss = add(loss, outcome.settlement.loss.0)?;
+    }
+
+    let mut vendor_reports = Vec::new();
+    let mut payouts: u64 = 0;
+    for (vendor, view) in vendors.iter().zip(&views.vendors) {
+        let onchain = token_balance(ledger.as_ref(), &vendor.account)?;
+        payouts = payouts
+            .checked_add(onchain)
+            .ok_or_else(|| anyhow!("payouts overflow u64"))?;
+        vendor_reports.push(VendorReport {
+            name: vendor.name.to_owned(),
+            key: vendor.client.vendor().to_string(),
+            payout_account: vendor.account.to_string(),
+            onchain_balance: onchain,
+            accrued: view.accrued,
+            settled: view.settled,
+            double_sellings: view.double_sellings,
+            rejections: vendor.rejections.clone(),
+        });
+    }
+    let mut user_reports = Vec::new();
+    let mut refunds: u64 = 0;
+    for (user, view) in users.iter().zip(&views.users) {
+        refunds = refunds
+            .checked_add(view.refunded_total)
+            .ok_or_else(|| anyhow!("refunds overflow u64"))?;
+        let mut block_sizes = vec![view.initial_block_size];
+        block_sizes.extend(
+            blocks
+                .iter()
+                .filter(|b| b.user == user.cert.subject.to_string())
+                .filter_map(|b| b.trust.map(|t| t.block_size)),
+        );
+        user_reports.push(UserReport {
+            name: user.name.to_owned(),
+            key: user.cert.subject.to_string(),
+            trust: view.trust,
+            invalid_total: view.invalid_total,
+            block_size: view.block_size,
+            block_sizes,
+            suspended: view.suspended,
+            blocks_valid: view.blocks_valid,
+            blocks_invalid: view.blocks_invalid,
+            misbehaviour_count: view.misbehaviour_count,
+            refunded: view.refunded_total,
+            rejections: user.rejections.clone(),
+            delivered: user.delivered,
+        });
+    }
+    let auditor_balance_after = token_balance(ledger.as_ref(), &deployment.auditor_token)?;
+    let credits = u128::from(payouts) + u128::from(refunds) + u128::from(margin);
+    let balanced = credits.checked_sub(u128::from(loss)) == Some(u128::from(escrow_paid));
+    let auditor_balance_consistent = (u128::from(auditor_balance_before) + u128::from(escrow_paid))
+        .checked_sub(u128::from(payouts))
+        == Some(u128::from(auditor_balance_after));
+    Ok(SystemReport {
+        ledger: "embedded",
+        program: mupib::ID.to_string(),
+        mint: deployment.mint.to_string(),
+        bank: deployment.bank.pubkey().to_string(),
+        auditor: auditor.to_string(),
+        service_url: url,
+        token_value: value,
+        withholding_bps: params.withholding_bps,
+        batch_size: params.batch_size,
+        blocks: u64::try_from(blocks.len())?,
+        users: user_reports,
+        vendors: vendor_reports,
+        decisions,
+        block_list,
+        money: MoneyCheck {
+            escrow_paid,
+            payouts,
+            refunds,
+            margin,
+            loss,
+            auditor_balance_before,
+            auditor_balance_after,
+            balanced,
+            auditor_balance_consistent,
+        },
+    })
+}
+
+/// The script: rounds of payments until the double-spender is suspended.
+fn run_trades(
+    users: &mut [Party],
+    vendors: &mut [Vendor],
+    purse: &mut Purse,
+    double_spent: Vec<Token>,
+    initial: u64,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let [honest, spender, forger] = users else {
+        bail!("the demo needs exactly three users");
+    };
+    let mut duplicates = double_spent.into_iter();
+    let mut round = 0u32;
+    loop {
+        round += 1;
+        if round > 16 {
+            bail!("the double-spender was not suspended after 16 rounds; the trust model did not shrink its block size");
+        }
+        let mut notes = Vec::new();
+        // The honest user: one full block of W tokens in payments of 1, 2, 1, … tokens over the
+        // vendors in turn (only its first two rounds).
+        if round <= 2 {
+            let (w, _) = standing(&vendors[0], honest, initial)?;
+            for (i, size) in split(w).into_iter().enumerate() {
+                let vendor_index = i % vendors.len();
+                let tokens = purse.take(size)?;
+                let (tx, _) = pay(
+                    honest,
+                    &vendors[vendor_index],
+                    tokens,
+                    &format!("order {round}.{i}"),
+                )?;
+                // The double-selling vendor presents its first sale a second time.
+                if round == 1 && vendor_index == 2 {
+                    let vendor = &mut vendors[vendor_index];
+                    let again = vendor
+                        .client
+                        .submit_raw(serde_json::to_vec(&tx)?, &tx.id()?)?;
+                    match again.response.verdict {
+                        Verdict::Reject(reason) => vendor.rejections.push(reason_code(&reason)),
+                        other => bail!("a transaction presented twice was answered {other:?}"),
+                    }
+                    notes.push("double-seller resubmitted a sale");
+                }
+            }
+            notes.push("honest paid a block");
+        }
+        // The double-spender: one block of its current W, starting with a token it already spent
+        // elsewhere (delivered at once, so the auditor bears the loss).
+        let (w, suspended) = standing(&vendors[0], spender, initial)?;
+        if suspended {
+            // One more try: refused.
+            let tokens = purse.take(1)?;
+            pay(spender, &vendors[1], tokens, "after suspension")?;
+            notes.push("double-spender refused (suspended)");
+            progress(&format!("round {round}: {}", notes.join("; ")));
+            break;
+        }
+        let Some(duplicate) = duplicates.next() else {
+            bail!("the double-spender ran out of double-spent tokens before suspension");
+        };
+        pay(
+            spender,
+            &vendors[0],
+            vec![duplicate],
+            &format!("double spend {round}"),
+        )?;
+        for i in 1..w {
+            let tokens = purse.take(1)?;
+            let vendor = &vendors[usize::try_from(i % 2)?];
+            pay(spender, vendor, tokens, &format!("item {round}.{i}"))?;
+        }
+        notes.push("double-spender paid a block with a double-spent token");
+        // The forger: a forged token in round 1, then an honest block at its reduced W.
+        if round == 1 {
+            let mut forged = purse.take(1)?[0];
+            forged.serial = forged.serial.wrapping_add(100_000);
+            pay(forger, &vendors[1], vec![forged], "forged")?;
+            notes.push("forger presented a forged token");
+        } else if round == 2 {
+            let (w, _) = standing(&vendors[0], forger, initial)?;
+            for i in 0..w {
+                let tokens = purse.take(1)?;
+                pay(
+                    forger,
+                    &vendors[usize::try_from(i % 2)?],
+                    tokens,
+                    &format!("order {i}"),
+                )?;
+            }
+            notes.push("forger paid a block honestly");
+        }
+        progress(&format!("round {round}: {}", notes.join("; ")));
+    }
+    Ok(())
+}
+
+struct ServiceViews {
+    users: Vec<mupib_protocol::wire::UserView>,
+    vendors: Vec<mupib_protocol::wire::VendorView>,
+}
+
+/// Reads users, vendors and every block back from the service's HTTP endpoints; checks that no
+/// block is left pending (the balance holds over decided blocks only).
+fn read_service(
+    url: &str,
+    users: &[Party],
+    vendors: &[Vendor],
+) -> anyhow::Result<(ServiceViews, Vec<BlockTrace>)> {
+    let http = reqwest::blocking::Client::new();
+    let status: StatusView = get_json(&http, &format!("{url}/v1/status"))?;
+    if !status.pending_blocks.is_empty() {
+        bail!(
+            "blocks {:?} are still pending at the end",
+            status.pending_blocks
+        );
+    }
+    if !status.pending_payouts.is_empty() {
+        bail!(
+            "payouts {:?} are still unsettled at the end",
+            status.pending_payouts
+        );
+    }
+    let mut blocks = Vec::new();
+    for id in 0..status.next_block_id {
+        let response = http
+            .get(format!("{url}/v1/blocks/{id}"))
+            .send()
+            .with_context(|| format!("GET /v1/blocks/{id}"))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            continue;
+        }
+        if !response.status().is_success() {
+            bail!("GET /v1/blocks/{id} answered {}", response.status());
+        }
+        let trace: BlockTrace = response.json()?;
+        if trace.state != "verified" {
+            bail!("block {id} is {} at the end", trace.state);
+        }
+        blocks.push(trace);
+    }
+    let client = &vendors
+        .first()
+        .ok_or_else(|| anyhow!("the demo needs a vendor"))?
+        .client;
+    let users = users
+        .iter()
+        .map(|u| client.user(&u.cert.subject).map_err(anyhow::Error::from))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let vendors = vendors
+        .iter()
+        .map(|v| get_json(&http, &format!("{url}/v1/vendors/{}", v.client.vendor())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((ServiceViews { users, vendors }, blocks))
+}
+
+fn amount(base_units: u64) -> String {
+    format!("{}.{:06}", base_units / 1_000_000, base_units % 1_000_000)
+}
+
+/// The human-readable report.
+pub fn render(report: &SystemReport, data_dir: Option<&Path>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "µPIB end-to-end demo on the embedded ledger");
+    let _ = writeln!(
+        out,
+        "(the real program in an in-process Solana bank; the real auditor service over HTTP on {})",
+        report.service_url
+    );
+    match data_dir {
+        Some(dir) => {
+            let _ = writeln!(out, "data: {}", dir.display());
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "data: a temporary directory (use --data-dir to keep it)"
+            );
+        }
+    }
+    let _ = writeln!(out, "program {}  mint {}", report.program, report.mint);
+    let _ = writeln!(out, "bank    {}  auditor {}", report.bank, report.auditor);
+    let _ = writeln!(
+        out,
+        "batch of {} tokens of {}; withholding {} bps; {} blocks verified on-chain",
+        report.batch_size,
+        amount(report.token_value),
+        report.withholding_bps,
+        report.blocks
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "users");
+    for u in &report.users {
+        let sizes: Vec<String> = u.block_sizes.iter().map(u64::to_string).collect();
+        let _ = writeln!(
+            out,
+            "  {:<15} trust {:.4}  W {:<2} W over blocks {:<14} {}  γ={} delivered={} refunded={} rejections=[{}]",
+            u.name,
+            u.trust,
+            u.block_size,
+            sizes.join("→"),
+            if u.suspended { "SUSPENDED" } else { "active   " },
+            u.invalid_total,
+            u.delivered,
+            amount(u.refunded),
+            u.rejections.join(", ")
+        );
+    }
+    let _ = writeln!(out, "vendors");
+    for v in &report.vendors {
+        let _ = writeln!(
+            out,
+            "  {:<15} paid on-chain {}  (accrued {}, settled {})  double sellings {}",
+            v.name,
+            amount(v.onchain_balance),
+            amount(v.accrued),
+            amount(v.settled),
+            v.double_sellings
+        );
+    }
+    let _ = writeln!(out, "blocks (read from their Block accounts)");
+    for b in &report.block_list {
+        let _ = writeln!(
+            out,
+            "  #{:<3} {:<15} W {}→{}  {} valid, {} altered, {} duplicate, {} unpublished  escrow paid {}",
+            b.block_id,
+            b.user,
+            b.block_size,
+            b.block_size_after,
+            b.decisions.valid,
+            b.decisions.altered,
+            b.decisions.duplicate,
+            b.decisions.unpublished,
+            amount(b.amount_paid)
+        );
+    }
+    let d = &report.decisions;
+    let _ = writeln!(
+        out,
+        "decisions (Block accounts): {} valid (11), {} altered (01), {} duplicate (10), {} unpublished (00)",
+        d.valid, d.altered, d.duplicate, d.unpublished
+    );
+    let m = &report.money;
+    let _ = writeln!(
+        out,
+        "money: escrow paid {} = payouts {} + refunds {} + margin {} − loss {}  [{}]",
+        amount(m.escrow_paid),
+        amount(m.payouts),
+        amount(m.refunds),
+        amount(m.margin),
+        amount(m.loss),
+        if m.balanced {
+            "balanced"
+        } else {
+            "NOT BALANCED"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "auditor SPL balance: {} → {}  [{}]",
+        amount(m.auditor_balance_before),
+        amount(m.auditor_balance_after),
+        if m.auditor_balance_consistent {
+            "consistent"
+        } else {
+            "INCONSISTENT"
+        }
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn split_sums_to_the_block_size() {
+        assert_eq!(split(4), vec![1, 2, 1]);
+        assert_eq!(split(3), vec![1, 2]);
+        assert_eq!(split(1), vec![1]);
+        assert_eq!(split(0), Vec::<usize>::new());
+    }
+}

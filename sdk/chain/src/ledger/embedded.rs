@@ -1,0 +1,835 @@
+//! The embedded ledger: the real Solana runtime (an in-process bank from `solana-program-test`)
+//! executing the µPIB program natively (`mupib::native::entry`) next to the real SPL Token
+//! program. It is not a validator: there is no consensus, no network and no compute metering,
+//! but transactions, signatures, fees, rent, PDAs and CPIs run through the same runtime code.
+//!
+//! Persistence (when opened on a data directory):
+//! - `snapshot.bin`: every account the ledger's transactions ever wrote, plus the clock;
+//!   replaced atomically (write a temporary file, fsync, rename, fsync the directory).
+//! - `journal.bin`: after every executed transaction, one checksummed record with the
+//!   post-state of the transaction's writable accounts (`None` = deleted) and the clock,
+//!   appended and fsynced before the call returns. A torn record at the tail (a crash in the
+//!   middle of a write) is detected by its length and checksum and dropped at open.
+//! - `faucet.json`: the faucet keypair (Solana keypair file format), funded at genesis the first
+//!   time and persisted like any other account afterwards.
+//! - `LOCK`: the process id of the process that has the directory open.
+//!
+//! At open the snapshot is loaded, the journal replayed on top of it (records are absolute
+//! post-states, so replaying one twice is harmless), and both are compacted into a new snapshot
+//! when the journal has grown past [`OpenOptions::compact_threshold_bytes`].
+//!
+//! The clock is monotone across restarts: the ledger's unix time is the larger of the wall clock
+//! and the last persisted time, and its slot never decreases.
+
+// `solana-program-test` 3.x marks its whole API deprecated ("Agave Unstable API"): expected, see
+// shared/NATIVE_TESTING.md. This module is the one place that uses it.
+#![allow(deprecated)]
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use solana_program_test::{processor, ProgramTest, ProgramTestContext};
+use solana_sdk::account::Account;
+use solana_sdk::clock::Clock;
+use solana_sdk::hash::Hash;
+use solana_sdk::pubkey::Pubkey;
+use solana_sdk::signature::{Keypair, Signature, Signer};
+use solana_sdk::transaction::Transaction;
+
+use super::{check_transaction_size, Ledger, LedgerError, Receipt};
+
+/// Lamports the faucet receives at genesis (one billion SOL).
+pub const FAUCET_GENESIS_LAMPORTS: u64 = 1_000_000_000 * 1_000_000_000;
+
+/// Default length in milliseconds of one slot of the ledger clock (as on mainnet).
+const SLOT_MILLIS: i64 = 400;
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+const SNAPSHOT_TMP_FILE: &str = "snapshot.bin.tmp";
+const JOURNAL_FILE: &str = "journal.bin";
+const FAUCET_FILE: &str = "faucet.json";
+const LOCK_FILE: &str = "LOCK";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"MUPIBSN1";
+const CHECKSUM_LEN: usize = 8;
+/// Journal record frame: length (u32 LE) + checksum, then the payload.
+const FRAME_HEADER_LEN: usize = 4 + CHECKSUM_LEN;
+/// How many times [`Ledger::latest_blockhash`] polls for a fresh hash before giving up.
+const BLOCKHASH_POLLS: u32 = 2_000;
+
+/// Options of [`EmbeddedLedger::open_with`].
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Compact the journal into a new snapshot at open once it is larger than this.
+    pub compact_threshold_bytes: u64,
+    /// Lamports the faucet gets when the data directory is created.
+    pub faucet_genesis_lamports: u64,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            compact_threshold_bytes: 4 * 1024 * 1024,
+            faucet_genesis_lamports: FAUCET_GENESIS_LAMPORTS,
+        }
+    }
+}
+
+/// The program running natively in an in-process Solana bank; see the module documentation.
+pub struct EmbeddedLedger {
+    inner: Mutex<Inner>,
+    data_dir: Option<PathBuf>,
+}
+
+/// Ledger clock persisted across restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct ClockState {
+    slot: u64,
+    unix_timestamp: i64,
+}
+
+/// An account as stored in the snapshot and journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredAccount {
+    lamports: u64,
+    data: Vec<u8>,
+    owner: [u8; 32],
+    executable: bool,
+    rent_epoch: u64,
+}
+
+impl From<&Account> for StoredAccount {
+    fn from(account: &Account) -> Self {
+        StoredAccount {
+            lamports: account.lamports,
+            data: account.data.clone(),
+            owner: account.owner.to_bytes(),
+            executable: account.executable,
+            rent_epoch: account.rent_epoch,
+        }
+    }
+}
+
+impl From<&StoredAccount> for Account {
+    fn from(stored: &StoredAccount) -> Self {
+        Account {
+            lamports: stored.lamports,
+            data: stored.data.clone(),
+            owner: Pubkey::new_from_array(stored.owner),
+            executable: stored.executable,
+            rent_epoch: stored.rent_epoch,
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Snapshot {
+    clock: ClockState,
+    accounts: BTreeMap<[u8; 32], StoredAccount>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JournalRecord {
+    clock: ClockState,
+    accounts: Vec<([u8; 32], Option<StoredAccount>)>,
+}
+
+impl Snapshot {
+    fn apply(&mut self, record: JournalRecord) {
+        for (key, account) in record.accounts {
+            match account {
+                Some(account) if account.lamports > 0 => {
+                    self.accounts.insert(key, account);
+                }
+                _ => {
+                    self.accounts.remove(&key);
+                }
+            }
+        }
+        if record.clock.unix_timestamp > self.clock.unix_timestamp {
+            self.clock.unix_timestamp = record.clock.unix_timestamp;
+        }
+        if record.clock.slot > self.clock.slot {
+            self.clock.slot = record.clock.slot;
+        }
+    }
+}
+
+struct Inner {
+    // Field order is drop order: the bank context goes before the runtime that drives it.
+    context: ProgramTestContext,
+    faucet: Keypair,
+    journal: Option<Journal>,
+    clock: ClockState,
+    last_blockhash: Hash,
+    poisoned: Option<String>,
+    runtime: tokio::runtime::Runtime,
+    _lock: Option<DirLock>,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
+    move |source| LedgerError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn wall_clock_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .unwrap_or(0)
+}
+
+fn checksum(payload: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let digest = Sha256::digest(payload);
+    let mut out = [0u8; CHECKSUM_LEN];
+    out.copy_from_slice(&digest[..CHECKSUM_LEN]);
+    out
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), LedgerError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir))
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
+fn write_atomically(
+    dir: &Path,
+    tmp_name: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), LedgerError> {
+    let tmp = dir.join(tmp_name);
+    let target = dir.join(name);
+    {
+        let mut file = File::create(&tmp).map_err(io_error(&tmp))?;
+        file.write_all(bytes).map_err(io_error(&tmp))?;
+        file.sync_all().map_err(io_error(&tmp))?;
+    }
+    fs::rename(&tmp, &target).map_err(io_error(&target))?;
+    fsync_dir(dir)
+}
+
+/// The append-only journal of a data directory.
+struct Journal {
+    dir: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    fn append(&mut self, record: &JournalRecord) -> Result<(), LedgerError> {
+        let path = self.dir.join(JOURNAL_FILE);
+        let payload = bincode::serialize(record).map_err(|e| LedgerError::Corrupt {
+            path: path.clone(),
+            reason: format!("cannot encode a journal record: {e}"),
+        })?;
+        let len = u32::try_from(payload.len())
+            .map_err(|_| LedgerError::Overflow("journal record length"))?;
+        let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+        frame.extend_from_slice(&len.to_le_bytes());
+        frame.extend_from_slice(&checksum(&payload));
+        frame.extend_from_slice(&payload);
+        self.file.write_all(&frame).map_err(io_error(&path))?;
+        self.file.sync_data().map_err(io_error(&path))
+    }
+}
+
+/// Parses journal bytes into records; returns them and the length of the valid prefix (a torn
+/// or corrupt tail is where a crash interrupted a write, and is dropped).
+fn parse_journal(bytes: &[u8]) -> (Vec<JournalRecord>, usize) {
+    let mut records = Vec::new();
+    let mut offset = 0usize;
+    while let Some(header) = bytes.get(offset..offset.saturating_add(FRAME_HEADER_LEN)) {
+        let mut len_bytes = [0u8; 4];
+        len_bytes.copy_from_slice(&header[..4]);
+        let Ok(len) = usize::try_from(u32::from_le_bytes(len_bytes)) else {
+            break;
+        };
+        let start = offset.saturating_add(FRAME_HEADER_LEN);
+        let Some(payload) = bytes.get(start..start.saturating_add(len)) else {
+            break;
+        };
+        if checksum(payload) != header[4..FRAME_HEADER_LEN] {
+            break;
+        }
+        let Ok(record) = bincode::deserialize::<JournalRecord>(payload) else {
+            break;
+        };
+        records.push(record);
+        offset = start.saturating_add(len);
+    }
+    (records, offset)
+}
+
+fn encode_snapshot(snapshot: &Snapshot, path: &Path) -> Result<Vec<u8>, LedgerError> {
+    let payload = bincode::serialize(snapshot).map_err(|e| LedgerError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("cannot encode the snapshot: {e}"),
+    })?;
+    let mut bytes = Vec::with_capacity(SNAPSHOT_MAGIC.len() + CHECKSUM_LEN + payload.len());
+    bytes.extend_from_slice(SNAPSHOT_MAGIC);
+    bytes.extend_from_slice(&checksum(&payload));
+    bytes.extend_from_slice(&payload);
+    Ok(bytes)
+}
+
+fn decode_snapshot(bytes: &[u8], path: &Path) -> Result<Snapshot, LedgerError> {
+    let corrupt = |reason: &str| LedgerError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let header_len = SNAPSHOT_MAGIC.len() + CHECKSUM_LEN;
+    if bytes.len() < header_len || &bytes[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
+        return Err(corrupt("not a µPIB ledger snapshot (bad magic)"));
+    }
+    let payload = &bytes[header_len..];
+    if checksum(payload) != bytes[SNAPSHOT_MAGIC.len()..header_len] {
+        return Err(corrupt("checksum mismatch"));
+    }
+    bincode::deserialize(payload).map_err(|e| corrupt(&format!("cannot decode: {e}")))
+}
+
+/// Exclusive use of a data directory by one live process (a `LOCK` file holding its pid).
+struct DirLock {
+    path: PathBuf,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> Result<DirLock, LedgerError> {
+        let path = dir.join(LOCK_FILE);
+        let pid = std::process::id();
+        for _ in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    file.write_all(pid.to_string().as_bytes())
+                        .map_err(io_error(&path))?;
+                    file.sync_all().map_err(io_error(&path))?;
+                    return Ok(DirLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u32>().ok());
+                    match holder {
+                        Some(holder) if process_alive(holder) => {
+                            return Err(LedgerError::Locked {
+                                path: dir.to_path_buf(),
+                                pid: holder,
+                            });
+                        }
+                        // A stale lock left by a process that died: take it over.
+                        _ => fs::remove_file(&path).map_err(io_error(&path))?,
+                    }
+                }
+                Err(e) => return Err(LedgerError::Io { path, source: e }),
+            }
+        }
+        Err(LedgerError::Locked {
+            path: dir.to_path_buf(),
+            pid: 0,
+        })
+    }
+}
+
+/// Whether a process with this id is running (Linux: `/proc/<pid>`; elsewhere assumed alive).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Best effort: a lock left behind is recognised as stale by the next open.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn load_or_create_faucet(dir: &Path) -> Result<Keypair, LedgerError> {
+    let path = dir.join(FAUCET_FILE);
+    if path.exists() {
+        let text = fs::read_to_string(&path).map_err(io_error(&path))?;
+        let bytes: Vec<u8> = serde_json::from_str(&text).map_err(|e| LedgerError::Corrupt {
+            path: path.clone(),
+            reason: format!("not a keypair file: {e}"),
+        })?;
+        return Keypair::try_from(bytes.as_slice()).map_err(|e| LedgerError::Corrupt {
+            path,
+            reason: format!("not a valid keypair: {e}"),
+        });
+    }
+    let keypair = Keypair::new();
+    let json =
+        serde_json::to_string(&keypair.to_bytes().to_vec()).map_err(|e| LedgerError::Corrupt {
+            path: path.clone(),
+            reason: format!("cannot encode the faucet keypair: {e}"),
+        })?;
+    write_atomically(dir, "faucet.json.tmp", FAUCET_FILE, json.as_bytes())?;
+    Ok(keypair)
+}
+
+/// Loads snapshot + journal, drops a torn journal tail, compacts when the journal is large.
+fn load_state(dir: &Path, options: &OpenOptions) -> Result<(Snapshot, File), LedgerError> {
+    let snapshot_path = dir.join(SNAPSHOT_FILE);
+    let mut snapshot = if snapshot_path.exists() {
+        let bytes = fs::read(&snapshot_path).map_err(io_error(&snapshot_path))?;
+        decode_snapshot(&bytes, &snapshot_path)?
+    } else {
+        Snapshot::default()
+    };
+    let journal_path = dir.join(JOURNAL_FILE);
+    let mut journal_bytes = Vec::new();
+    if journal_path.exists() {
+        File::open(&journal_path)
+            .and_then(|mut f| f.read_to_end(&mut journal_bytes))
+            .map_err(io_error(&journal_path))?;
+    }
+    let (records, valid_len) = parse_journal(&journal_bytes);
+    for record in records {
+        snapshot.apply(record);
+    }
+    let journal_file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&journal_path)
+        .map_err(io_error(&journal_path))?;
+    let valid_len_u64 =
+        u64::try_from(valid_len).map_err(|_| LedgerError::Overflow("journal length"))?;
+    if valid_len < journal_bytes.len() {
+        tracing::warn!(
+            dropped = journal_bytes.len() - valid_len,
+            "dropping a torn record at the end of the ledger journal"
+        );
+        journal_file
+            .set_len(valid_len_u64)
+            .map_err(io_error(&journal_path))?;
+        journal_file.sync_all().map_err(io_error(&journal_path))?;
+    }
+    if valid_len_u64 > options.compact_threshold_bytes {
+        compact(dir, &snapshot, &journal_file)?;
+    }
+    Ok((snapshot, journal_file))
+}
+
+/// Writes `snapshot` atomically, then empties the journal. A crash between the two leaves a
+/// journal whose records are already in the snapshot; replaying them is harmless.
+fn compact(dir: &Path, snapshot: &Snapshot, journal: &File) -> Result<(), LedgerError> {
+    let bytes = encode_snapshot(snapshot, &dir.join(SNAPSHOT_FILE))?;
+    write_atomically(dir, SNAPSHOT_TMP_FILE, SNAPSHOT_FILE, &bytes)?;
+    let journal_path = dir.join(JOURNAL_FILE);
+    journal.set_len(0).map_err(io_error(&journal_path))?;
+    journal.sync_all().map_err(io_error(&journal_path))
+}
+
+/// Owners whose accounts belong to the runtime itself (sysvars, loaders) and are never
+/// persisted even if a client marks them writable.
+fn is_runtime_owned(account: &Account) -> bool {
+    account.executable
+        || account.owner == solana_sdk::sysvar::ID
+        || account.owner == solana_sdk::native_loader::ID
+        || account.owner == solana_sdk::bpf_loader::ID
+        || account.owner == solana_sdk::bpf_loader_deprecated::ID
+        || account.owner == anchor_lang::solana_program::bpf_loader_upgradeable::ID
+}
+
+impl EmbeddedLedger {
+    /// A ledger kept in memory only (tests).
+    pub fn ephemeral() -> Result<Self, LedgerError> {
+        Self::start(
+            None,
+            Snapshot::default(),
+            None,
+            Keypair::new(),
+            &OpenOptions::default(),
+        )
+    }
+
+    /// Opens (or creates) the ledger persisted in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, LedgerError> {
+        Self::open_with(dir, &OpenOptions::default())
+    }
+
+    /// Opens (or creates) the ledger persisted in `dir` with explicit options.
+    pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Self, LedgerError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let lock = DirLock::acquire(&dir)?;
+        let faucet = load_or_create_faucet(&dir)?;
+        let (snapshot, journal_file) = load_state(&dir, options)?;
+        let journal = Journal {
+            dir: dir.clone(),
+            file: journal_file,
+        };
+        Self::start(Some(dir), snapshot, Some((journal, lock)), faucet, options)
+    }
+
+    fn start(
+        data_dir: Option<PathBuf>,
+        snapshot: Snapshot,
+        persistence: Option<(Journal, DirLock)>,
+        faucet: Keypair,
+        options: &OpenOptions,
+    ) -> Result<Self, LedgerError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LedgerError::Backend(format!("cannot start the ledger runtime: {e}")))?;
+        let mut program_test = ProgramTest::default();
+        // `ProgramTest::default` turns on the runtime's debug log (every instruction, on
+        // stderr); keep warnings only unless the user asked for more with RUST_LOG.
+        if std::env::var_os("RUST_LOG").is_none() {
+            log::set_max_level(log::LevelFilter::Warn);
+        }
+        program_test.prefer_bpf(false);
+        program_test.add_program("mupib", mupib::ID, processor!(mupib::native::entry));
+        program_test.add_account(
+            faucet.pubkey(),
+            Account::new(
+                options.faucet_genesis_lamports,
+                0,
+                &solana_system_interface::program::ID,
+            ),
+        );
+        for (key, stored) in &snapshot.accounts {
+            program_test.add_account(Pubkey::new_from_array(*key), Account::from(stored));
+        }
+        let context = runtime.block_on(program_test.start_with_context());
+        let last_blockhash = context.last_blockhash;
+        let (journal, lock) = match persistence {
+            Some((journal, lock)) => (Some(journal), Some(lock)),
+            None => (None, None),
+        };
+        let mut inner = Inner {
+            context,
+            faucet,
+            journal,
+            clock: snapshot.clock,
+            last_blockhash,
+            poisoned: None,
+            runtime,
+            _lock: lock,
+        };
+        // The slot moves on at every open, so it never repeats across restarts.
+        let bank_clock = inner.bank_clock()?;
+        inner.clock.slot = inner
+            .clock
+            .slot
+            .max(bank_clock.slot)
+            .checked_add(1)
+            .ok_or(LedgerError::Overflow("slot"))?;
+        inner.clock.unix_timestamp = inner.clock.unix_timestamp.max(bank_clock.unix_timestamp);
+        inner.refresh_clock(wall_clock_now())?;
+        inner.install_clock()?;
+        Ok(EmbeddedLedger {
+            inner: Mutex::new(inner),
+            data_dir,
+        })
+    }
+
+    /// The data directory, `None` for an ephemeral ledger.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.data_dir.as_deref()
+    }
+
+    /// The faucet's address (it pays airdrops).
+    pub fn faucet(&self) -> Result<Pubkey, LedgerError> {
+        Ok(self.lock()?.faucet.pubkey())
+    }
+
+    /// Moves the ledger clock forward to `unix_timestamp` (tests of expiry). Fails with
+    /// [`LedgerError::ClockBackwards`] if that is in the past of the ledger.
+    pub fn set_unix_timestamp(&self, unix_timestamp: i64) -> Result<(), LedgerError> {
+        let mut inner = self.lock()?;
+        inner.check_usable()?;
+        let current = inner.clock.unix_timestamp;
+        if unix_timestamp < current {
+            return Err(LedgerError::ClockBackwards {
+                current,
+                requested: unix_timestamp,
+            });
+        }
+        inner.refresh_clock(unix_timestamp)?;
+        inner.install_clock()?;
+        inner.journal_clock()
+    }
+
+    /// Moves the ledger clock forward by `seconds` (and the slot by as many 400 ms slots).
+    pub fn advance_clock(&self, seconds: i64) -> Result<(), LedgerError> {
+        let target = {
+            let inner = self.lock()?;
+            if seconds < 0 {
+                return Err(LedgerError::ClockBackwards {
+                    current: inner.clock.unix_timestamp,
+                    requested: inner.clock.unix_timestamp.saturating_add(seconds),
+                });
+            }
+            inner
+                .clock
+                .unix_timestamp
+                .checked_add(seconds)
+                .ok_or(LedgerError::Overflow("clock"))?
+        };
+        self.set_unix_timestamp(target)
+    }
+
+    /// Writes a snapshot of the current state and empties the journal.
+    pub fn compact(&self) -> Result<(), LedgerError> {
+        let inner = self.lock()?;
+        inner.check_usable()?;
+        let (Some(dir), Some(journal)) = (self.data_dir.as_deref(), inner.journal.as_ref()) else {
+            return Ok(());
+        };
+        // Rebuild the snapshot from disk (memory holds the bank, not a list of written keys).
+        let snapshot_path = dir.join(SNAPSHOT_FILE);
+        let mut snapshot = if snapshot_path.exists() {
+            let bytes = fs::read(&snapshot_path).map_err(io_error(&snapshot_path))?;
+            decode_snapshot(&bytes, &snapshot_path)?
+        } else {
+            Snapshot::default()
+        };
+        let journal_path = dir.join(JOURNAL_FILE);
+        let bytes = fs::read(&journal_path).map_err(io_error(&journal_path))?;
+        let (records, _) = parse_journal(&bytes);
+        for record in records {
+            snapshot.apply(record);
+        }
+        compact(dir, &snapshot, &journal.file)
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, LedgerError> {
+        self.inner.lock().map_err(|_| {
+            LedgerError::Poisoned("a thread panicked while using the ledger".to_string())
+        })
+    }
+}
+
+impl Inner {
+    fn check_usable(&self) -> Result<(), LedgerError> {
+        match &self.poisoned {
+            Some(reason) => Err(LedgerError::Poisoned(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn bank_clock(&self) -> Result<Clock, LedgerError> {
+        self.runtime
+            .block_on(self.context.banks_client.get_sysvar::<Clock>())
+            .map_err(|e| LedgerError::Backend(format!("cannot read the Clock sysvar: {e}")))
+    }
+
+    /// Moves the ledger clock forward to `unix_timestamp` if it is later; the slot advances by
+    /// the elapsed 400 ms slots (at least one).
+    fn refresh_clock(&mut self, unix_timestamp: i64) -> Result<bool, LedgerError> {
+        if unix_timestamp <= self.clock.unix_timestamp {
+            return Ok(false);
+        }
+        let elapsed = unix_timestamp
+            .checked_sub(self.clock.unix_timestamp)
+            .and_then(|s| s.checked_mul(1000))
+            .ok_or(LedgerError::Overflow("clock"))?;
+        let slots = u64::try_from((elapsed / SLOT_MILLIS).max(1))
+            .map_err(|_| LedgerError::Overflow("slot"))?;
+        self.clock.slot = self
+            .clock
+            .slot
+            .checked_add(slots)
+            .ok_or(LedgerError::Overflow("slot"))?;
+        self.clock.unix_timestamp = unix_timestamp;
+        Ok(true)
+    }
+
+    fn install_clock(&mut self) -> Result<(), LedgerError> {
+        let mut clock = self.bank_clock()?;
+        clock.slot = self.clock.slot;
+        clock.unix_timestamp = self.clock.unix_timestamp;
+        self.context.set_sysvar(&clock);
+        Ok(())
+    }
+
+    fn journal_clock(&mut self) -> Result<(), LedgerError> {
+        let record = JournalRecord {
+            clock: self.clock,
+            accounts: Vec::new(),
+        };
+        self.append(&record)
+    }
+
+    fn append(&mut self, record: &JournalRecord) -> Result<(), LedgerError> {
+        let Some(journal) = self.journal.as_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = journal.append(record) {
+            let reason = e.to_string();
+            self.poisoned = Some(reason);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn get_account(&self, address: &Pubkey) -> Result<Option<Account>, LedgerError> {
+        self.runtime
+            .block_on(self.context.banks_client.get_account(*address))
+            .map_err(|e| LedgerError::Backend(format!("cannot read account {address}: {e}")))
+    }
+
+    /// Persists the post-state of `keys` (the writable accounts of an executed transaction).
+    fn persist(&mut self, keys: &[Pubkey]) -> Result<(), LedgerError> {
+        if self.journal.is_none() {
+            return Ok(());
+        }
+        let mut accounts = Vec::with_capacity(keys.len());
+        for key in keys {
+            let account = self.get_account(key)?;
+            match account {
+                Some(account) if is_runtime_owned(&account) => {}
+                Some(account) => {
+                    accounts.push((key.to_bytes(), Some(StoredAccount::from(&account))))
+                }
+                None => accounts.push((key.to_bytes(), None)),
+            }
+        }
+        let record = JournalRecord {
+            clock: self.clock,
+            accounts,
+        };
+        self.append(&record)
+    }
+
+    fn send(&mut self, transaction: &Transaction) -> Result<Receipt, LedgerError> {
+        self.check_usable()?;
+        check_transaction_size(transaction)?;
+        if self.refresh_clock(wall_clock_now())? {
+            self.install_clock()?;
+        }
+        let signature = transaction.signatures.first().copied().unwrap_or_default();
+        let message = &transaction.message;
+        let writable: Vec<Pubkey> = message
+            .account_keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| message.is_maybe_writable(*i, None))
+            .map(|(_, key)| *key)
+            .collect();
+        let fee_payer = message.account_keys.first().copied();
+        let outcome = self
+            .runtime
+            .block_on(
+                self.context
+                    .banks_client
+                    .process_transaction_with_metadata(transaction.clone()),
+            )
+            .map_err(|e| LedgerError::Backend(format!("cannot process the transaction: {e}")))?;
+        let logs = outcome.metadata.map(|m| m.log_messages).unwrap_or_default();
+        match outcome.result {
+            Ok(()) => {
+                self.persist(&writable)?;
+                Ok(Receipt { signature, logs })
+            }
+            Err(error) => {
+                // An executed transaction that failed still charged its fee: persist the payer.
+                if !logs.is_empty() {
+                    if let Some(payer) = fee_payer {
+                        self.persist(&[payer])?;
+                    }
+                }
+                Err(LedgerError::from_transaction_error(signature, error, logs))
+            }
+        }
+    }
+
+    fn latest_blockhash(&mut self) -> Result<Hash, LedgerError> {
+        self.check_usable()?;
+        for _ in 0..BLOCKHASH_POLLS {
+            let hash = self
+                .runtime
+                .block_on(self.context.banks_client.get_latest_blockhash())
+                .map_err(|e| {
+                    LedgerError::Backend(format!("cannot read the latest blockhash: {e}"))
+                })?;
+            if hash != self.last_blockhash {
+                self.last_blockhash = hash;
+                return Ok(hash);
+            }
+            // The bank registers a new blockhash every simulated slot while the runtime runs.
+            self.runtime
+                .block_on(async { tokio::time::sleep(std::time::Duration::from_millis(2)).await });
+        }
+        Err(LedgerError::Backend(
+            "the bank produced no new blockhash".to_string(),
+        ))
+    }
+}
+
+impl Ledger for EmbeddedLedger {
+    fn send_transaction(&self, transaction: &Transaction) -> Result<Receipt, LedgerError> {
+        self.lock()?.send(transaction)
+    }
+
+    fn get_account(&self, address: &Pubkey) -> Result<Option<Account>, LedgerError> {
+        let inner = self.lock()?;
+        inner.check_usable()?;
+        inner.get_account(address)
+    }
+
+    fn latest_blockhash(&self) -> Result<Hash, LedgerError> {
+        self.lock()?.latest_blockhash()
+    }
+
+    fn clock(&self) -> Result<Clock, LedgerError> {
+        let mut inner = self.lock()?;
+        inner.check_usable()?;
+        if inner.refresh_clock(wall_clock_now())? {
+            inner.install_clock()?;
+        }
+        inner.bank_clock()
+    }
+
+    fn minimum_balance_for_rent_exemption(&self, data_len: usize) -> Result<u64, LedgerError> {
+        let inner = self.lock()?;
+        let rent = inner
+            .runtime
+            .block_on(inner.context.banks_client.get_rent())
+            .map_err(|e| LedgerError::Backend(format!("cannot read the Rent sysvar: {e}")))?;
+        Ok(rent.minimum_balance(data_len))
+    }
+
+    fn fee_for_signatures(&self, signatures: u64) -> Result<u64, LedgerError> {
+        let inner = self.lock()?;
+        let per_signature = inner
+            .context
+            .genesis_config()
+            .fee_rate_governor
+            .lamports_per_signature;
+        per_signature
+            .checked_mul(signatures)
+            .ok_or(LedgerError::Overflow("fee"))
+    }
+
+    fn airdrop(&self, to: &Pubkey, lamports: u64) -> Result<Signature, LedgerError> {
+        let mut inner = self.lock()?;
+        let blockhash = inner.latest_blockhash()?;
+        let faucet = &inner.faucet;
+        let instruction =
+            solana_system_interface::instruction::transfer(&faucet.pubkey(), to, lamports);
+        let transaction = Transaction::new_signed_with_payer(
+            &[instruction],
+            Some(&faucet.pubkey()),
+            &[faucet],
+            blockhash,
+        );
+        Ok(inner.send(&transaction)?.signature)
+    }
+}

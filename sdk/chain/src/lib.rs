@@ -1,0 +1,44 @@
+//! µPIB on Solana: everything that talks to the µPIB program.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`program`] | pure: PDAs, instruction builders, account and event decoders, the block packer |
+//! | [`ledger`] | the [`ledger::Ledger`] trait; the embedded ledger and the JSON-RPC ledger |
+//! | [`admin`] | initialise `Config`, register banks and auditors, pause |
+//! | [`spl`] | the payment mint and payment accounts |
+//! | [`batch`] | publish a batch (resumable) |
+//! | [`verifier`] | verify a block (resumable): [`verifier::ChainVerifier`], the auditor's `BlockVerifier` |
+//! | [`deploy`] | a fresh deployment on a test ledger (demo, benchmarks, tests) |
+//!
+//! One implementation per chain flow: the `mupib` commands, the demo, the auditor service and
+//! the tests all publish through [`batch`] and verify through [`verifier`].
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod admin;
+pub mod batch;
+pub mod deploy;
+pub mod ledger;
+pub mod program;
+pub mod spl;
+pub mod verifier;
+
+use ed25519_dalek::SigningKey;
+use solana_sdk::signature::Keypair;
+
+/// The ed25519 signing key of a Solana keypair (the same key: a Solana keypair file is a µPIB
+/// identity).
+pub fn signing_key(keypair: &Keypair) -> SigningKey {
+    SigningKey::from_bytes(keypair.secret_bytes())
+}
+
+// The decision codes are defined twice, on-chain and off-chain; they must agree.
+const _: () = {
+    use mupib::constants::{
+        DECISION_ALTERED, DECISION_DUPLICATE, DECISION_UNPUBLISHED, DECISION_VALID,
+    };
+    use mupib_protocol::decision::Decision;
+    assert!(Decision::Unpublished.code() == DECISION_UNPUBLISHED);
+    assert!(Decision::Altered.code() == DECISION_ALTERED);
+    assert!(Decision::Duplicate.code() == DECISION_DUPLICATE);
+    assert!(Decision::Valid.code() == DECISION_VALID);
+};

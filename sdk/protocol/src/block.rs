@@ -1,0 +1,46 @@
+//! A block of tokens as the auditor sends it to the chain, and the port the engine verifies
+//! blocks through (paper Fig. 1, messages 6/7; SPEC §4 "Block management").
+//!
+//! [`BlockVerifier`] is implemented by the chain crate's `ChainVerifier` (the µPIB program on a
+//! ledger) and by the auditor crate's `SimulatedChain` (ground truth, for the simulation and
+//! fast tests).
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::Decision;
+use crate::token::TokenRef;
+use crate::Pubkey;
+
+/// A block formed by the engine, ready for the chain (block id, user, entries in order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockSubmission {
+    /// The auditor's block id.
+    pub block_id: u64,
+    /// Whose tokens these are.
+    pub user: Pubkey,
+    /// The tokens in block order (transactions in arrival order, tokens in transaction order).
+    pub entries: Vec<TokenRef>,
+}
+
+/// Errors of a chain backend.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierError {
+    /// The chain could not be reached or refused the block; the block stays pending in the
+    /// store and can be resubmitted (`Auditor::resume`): verification is idempotent on-chain.
+    #[error(
+        "block {block_id} could not be verified: {reason}; it stays pending, resubmit it later"
+    )]
+    Unavailable {
+        /// The block.
+        block_id: u64,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Submits a block and returns one decision per entry, in order (messages 6/7).
+pub trait BlockVerifier {
+    /// Verifies `block`. Must be idempotent per block id (the program skips positions already
+    /// decided), so a block resubmitted after a crash gets the same decisions.
+    fn verify(&mut self, block: &BlockSubmission) -> Result<Vec<Decision>, VerifierError>;
+}

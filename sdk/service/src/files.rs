@@ -1,0 +1,143 @@
+//! The service's input files: the registry (trusted authorities and certificates) and the payout
+//! accounts (each vendor's SPL token account), both JSON with base58 keys.
+//!
+//! Registry file:
+//! ```json
+//! { "authorities": ["<base58>"], "certificates": [<Certificate>...], "revoked": ["<base58>"] }
+//! ```
+//! Payout accounts file:
+//! ```json
+//! { "vendors": { "<vendor base58>": "<SPL token account base58>" } }
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use mupib_protocol::cert::{CertError, Certificate, Registry};
+use mupib_protocol::Pubkey;
+use serde::{Deserialize, Serialize};
+
+/// Errors reading the input files.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Unreadable file.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Not the expected JSON.
+    #[error("{path} is not a valid {what} file: {detail}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// Which file kind.
+        what: &'static str,
+        /// The parser's complaint.
+        detail: String,
+    },
+    /// A certificate or authority is refused.
+    #[error("{path}: {source}")]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: CertError,
+    },
+}
+
+/// The registry file's content.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RegistryFile {
+    /// Trusted registration authorities (base58).
+    pub authorities: Vec<String>,
+    /// Certificates of banks, users, vendors and auditors.
+    pub certificates: Vec<Certificate>,
+    /// Revoked keys (base58).
+    #[serde(default)]
+    pub revoked: Vec<String>,
+}
+
+/// The payout accounts file's content.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PayoutAccountsFile {
+    /// Vendor key → the vendor's SPL token account (both base58).
+    pub vendors: HashMap<String, String>,
+}
+
+fn read(path: &Path) -> Result<String, FileError> {
+    std::fs::read_to_string(path).map_err(|source| FileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn key(path: &Path, what: &'static str, text: &str) -> Result<Pubkey, FileError> {
+    Pubkey::from_str(text).map_err(|e| FileError::Format {
+        path: path.to_path_buf(),
+        what,
+        detail: format!("{text:?} is not a base58 key: {e}"),
+    })
+}
+
+/// Builds a registry from a [`RegistryFile`].
+///
+/// # Errors
+/// [`FileError::Format`] for a bad key, [`FileError::Certificate`] for a refused certificate.
+pub fn registry_from(path: &Path, file: &RegistryFile) -> Result<Registry, FileError> {
+    let mut registry = Registry::new();
+    let refused = |source| FileError::Certificate {
+        path: path.to_path_buf(),
+        source,
+    };
+    for authority in &file.authorities {
+        registry
+            .add_authority(key(path, "registry", authority)?)
+            .map_err(refused)?;
+    }
+    for revoked in &file.revoked {
+        registry.revoke(key(path, "registry", revoked)?);
+    }
+    for certificate in &file.certificates {
+        registry.register(certificate.clone()).map_err(refused)?;
+    }
+    Ok(registry)
+}
+
+/// Reads a registry file.
+///
+/// # Errors
+/// As [`registry_from`], and unreadable or malformed files.
+pub fn load_registry(path: &Path) -> Result<Registry, FileError> {
+    let file: RegistryFile = serde_json::from_str(&read(path)?).map_err(|e| FileError::Format {
+        path: path.to_path_buf(),
+        what: "registry",
+        detail: e.to_string(),
+    })?;
+    registry_from(path, &file)
+}
+
+/// Reads a payout accounts file into vendor → token account.
+///
+/// # Errors
+/// Unreadable or malformed files, bad keys.
+pub fn load_payout_accounts(path: &Path) -> Result<HashMap<Pubkey, Pubkey>, FileError> {
+    let file: PayoutAccountsFile =
+        serde_json::from_str(&read(path)?).map_err(|e| FileError::Format {
+            path: path.to_path_buf(),
+            what: "payout accounts",
+            detail: e.to_string(),
+        })?;
+    file.vendors
+        .iter()
+        .map(|(vendor, account)| {
+            Ok((
+                key(path, "payout accounts", vendor)?,
+                key(path, "payout accounts", account)?,
+            ))
+        })
+        .collect()
+}

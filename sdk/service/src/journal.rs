@@ -1,0 +1,262 @@
+//! The service's own durable records, beside the engine's store (`service.sqlite` in the data
+//! directory):
+//!
+//! - `answers`: the signed answer last given for each transaction id (the first transaction with
+//!   an id; a double-selling replay never overwrites it). Answers the engine's records cannot
+//!   rebuild (the offending token of an intake rejection) live only here; every other answer is
+//!   re-derived from the engine's store when missing, so a crash between the engine's commit and
+//!   this table loses nothing.
+//! - `token_trace`: which accepted transactions carried each token (for token traces).
+//! - `settlements`: the settlement journal. A batch's idempotency key is written before the
+//!   batch is reserved in the store, and the signature of its transaction before it is sent, so
+//!   that recovery knows what might be on-chain (see [`super::settlement`]).
+
+use std::path::Path;
+
+use mupib_protocol::response::AuditorResponse;
+use mupib_protocol::token::TokenId;
+use mupib_protocol::transaction::TransactionId;
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// One row of the settlement journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// The idempotency key (also the on-chain marker seed).
+    pub key: String,
+    /// The signature of the last transaction signed for it, if any was signed.
+    pub signature: Option<String>,
+    /// Completed or aborted in the store.
+    pub done: bool,
+}
+
+/// The service journal (one SQLite connection).
+#[derive(Debug)]
+pub struct Journal {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS answers (
+    transaction_id TEXT PRIMARY KEY,
+    is_final INTEGER NOT NULL,
+    response TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS token_trace (
+    token TEXT NOT NULL,
+    transaction_id TEXT NOT NULL,
+    PRIMARY KEY (token, transaction_id)
+);
+CREATE TABLE IF NOT EXISTS settlements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    signature TEXT,
+    done INTEGER NOT NULL DEFAULT 0
+);
+";
+
+impl Journal {
+    /// Opens (creating) the journal at `path`.
+    ///
+    /// # Errors
+    /// SQLite errors (unwritable file, corrupt database).
+    pub fn open(path: &Path) -> Result<Self, rusqlite::Error> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Journal { conn })
+    }
+
+    /// A journal in memory (tests, ephemeral services).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn in_memory() -> Result<Self, rusqlite::Error> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Journal { conn })
+    }
+
+    /// The stored answer for `id`: (response, final).
+    ///
+    /// # Errors
+    /// SQLite errors; an unreadable stored response is reported as a conversion failure.
+    pub fn answer(
+        &self,
+        id: &TransactionId,
+    ) -> Result<Option<(AuditorResponse, bool)>, rusqlite::Error> {
+        let row: Option<(String, bool)> = self
+            .conn
+            .query_row(
+                "SELECT response, is_final FROM answers WHERE transaction_id = ?1",
+                params![id.to_hex()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((text, is_final)) => {
+                let response = serde_json::from_str(&text).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?;
+                Ok(Some((response, is_final)))
+            }
+        }
+    }
+
+    /// Records the first answer for a transaction id (ignored if one exists: a replay's
+    /// rejection never replaces the original's answer).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn record_first(
+        &self,
+        response: &AuditorResponse,
+        is_final: bool,
+    ) -> Result<(), rusqlite::Error> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO answers (transaction_id, is_final, response) VALUES (?1, ?2, ?3)",
+            params![response.transaction_id.to_hex(), is_final, to_json(response)?],
+        )?;
+        Ok(())
+    }
+
+    /// Replaces a non-final answer by a newer one (a final answer is never replaced).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn record_update(
+        &self,
+        response: &AuditorResponse,
+        is_final: bool,
+    ) -> Result<(), rusqlite::Error> {
+        self.conn.execute(
+            "INSERT INTO answers (transaction_id, is_final, response) VALUES (?1, ?2, ?3)
+             ON CONFLICT(transaction_id) DO UPDATE SET is_final = excluded.is_final,
+                 response = excluded.response WHERE answers.is_final = 0",
+            params![
+                response.transaction_id.to_hex(),
+                is_final,
+                to_json(response)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records that `transaction` carried `tokens`.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn record_tokens(
+        &mut self,
+        transaction: &TransactionId,
+        tokens: &[TokenId],
+    ) -> Result<(), rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare(
+                "INSERT OR IGNORE INTO token_trace (token, transaction_id) VALUES (?1, ?2)",
+            )?;
+            for token in tokens {
+                insert.execute(params![token.to_string(), transaction.to_hex()])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Transactions that carried `token`, as hex ids.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn token_transactions(&self, token: &TokenId) -> Result<Vec<String>, rusqlite::Error> {
+        let mut query = self
+            .conn
+            .prepare("SELECT transaction_id FROM token_trace WHERE token = ?1 ORDER BY rowid")?;
+        let rows = query.query_map(params![token.to_string()], |row| row.get(0))?;
+        rows.collect()
+    }
+
+    /// Writes a new settlement key (before the batch is reserved in the store).
+    ///
+    /// # Errors
+    /// SQLite errors (a duplicate key).
+    pub fn settlement_begin(&self, key: &str) -> Result<(), rusqlite::Error> {
+        self.conn
+            .execute("INSERT INTO settlements (key) VALUES (?1)", params![key])?;
+        Ok(())
+    }
+
+    /// Records the signature of the transaction about to be sent for `key`.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn settlement_signed(&self, key: &str, signature: &str) -> Result<(), rusqlite::Error> {
+        self.conn.execute(
+            "UPDATE settlements SET signature = ?2 WHERE key = ?1",
+            params![key, signature],
+        )?;
+        Ok(())
+    }
+
+    /// Marks `key` as finished (completed or aborted in the store).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn settlement_done(&self, key: &str) -> Result<(), rusqlite::Error> {
+        self.conn.execute(
+            "UPDATE settlements SET done = 1 WHERE key = ?1",
+            params![key],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a key whose batch was never reserved in the store.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn settlement_forget(&self, key: &str) -> Result<(), rusqlite::Error> {
+        self.conn
+            .execute("DELETE FROM settlements WHERE key = ?1", params![key])?;
+        Ok(())
+    }
+
+    /// Every journal entry not done, oldest first.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn settlements_open(&self) -> Result<Vec<JournalEntry>, rusqlite::Error> {
+        self.settlements_where("done = 0")
+    }
+
+    /// Every journal entry, oldest first.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn settlements_all(&self) -> Result<Vec<JournalEntry>, rusqlite::Error> {
+        self.settlements_where("1 = 1")
+    }
+
+    fn settlements_where(&self, condition: &str) -> Result<Vec<JournalEntry>, rusqlite::Error> {
+        let mut query = self.conn.prepare(&format!(
+            "SELECT key, signature, done FROM settlements WHERE {condition} ORDER BY id"
+        ))?;
+        let rows = query.query_map([], |row| {
+            Ok(JournalEntry {
+                key: row.get(0)?,
+                signature: row.get(1)?,
+                done: row.get(2)?,
+            })
+        })?;
+        rows.collect()
+    }
+}
+
+fn to_json(response: &AuditorResponse) -> Result<String, rusqlite::Error> {
+    serde_json::to_string(response)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}

@@ -1,0 +1,517 @@
+//! The auditor service (issue 5 part 2; SPEC §4; paper Fig. 1 messages 3–10): vendors submit
+//! countersigned transactions over HTTP and get the auditor's signed answer at once; blocks
+//! formed at intake are verified on the chain by a background worker through a
+//! [`BlockVerifier`]; waiting vendors get their final answer by long-poll; vendor payouts are
+//! settled on-chain in batched SPL transfers, idempotently.
+//!
+//! - [`api`]: routes, handlers, trace views; [`error`]: JSON errors with status codes;
+//! - [`state`]: intake (verify in one signature batch → engine → signed answer), answers,
+//!   block processing; [`journal`]: the service's own records (`service.sqlite`);
+//! - [`settlement`]: exactly-once payouts; [`metrics`]: Prometheus counters.
+//!
+//! Durability: the engine's store (SQLite `auditor.sqlite` in the data directory by default)
+//! commits every step atomically; blocks still pending at start are resumed
+//! ([`mupib_auditor::Auditor::resume`]) before the service accepts traffic; unfinished
+//! settlement batches are recovered before new ones start. Shutdown ([`RunningService::shutdown`],
+//! Ctrl-C in `mupib auditor serve`): stop accepting, finish in-flight requests, release
+//! long-polls, verify the blocks already queued, stop the settlement worker, close the databases.
+//!
+//! Bounds: request bodies ([`ServiceConfig::max_body_bytes`], 413 above), the block queue
+//! ([`ServiceConfig::block_queue`], 503 when full, before anything is written), long-polls
+//! (60 s), batch submissions ([`ServiceConfig::max_batch`]).
+
+pub mod api;
+pub mod error;
+pub mod files;
+pub mod journal;
+pub mod metrics;
+pub mod settlement;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use mupib_auditor::store::{MemoryStore, SqliteStore, Store};
+use mupib_auditor::{Auditor, AuditorConfig};
+use mupib_protocol::block::{BlockSubmission, BlockVerifier};
+use mupib_protocol::cert::Registry;
+use tokio::sync::{mpsc, watch};
+
+pub use error::{ApiError, ServiceError};
+pub use settlement::{LedgerPayouts, PayoutSender, SettlementError, SettlementReport};
+pub use state::{system_clock, AppState, Clock, Core};
+
+use journal::Journal;
+use metrics::Metrics;
+
+/// Name of the engine's database in the data directory.
+pub const STORE_FILE: &str = "auditor.sqlite";
+/// Name of the service journal in the data directory.
+pub const JOURNAL_FILE: &str = "service.sqlite";
+
+/// Settings of the service.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Data directory for `auditor.sqlite` and `service.sqlite`; `None` keeps everything in
+    /// memory (tests only: nothing survives a restart).
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on (port 0: an ephemeral port, see [`RunningService::addr`]).
+    pub listen: SocketAddr,
+    /// The engine's settings (trust model, W0, withholding, paper mode).
+    pub engine: AuditorConfig,
+    /// Largest request body in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Most transactions in one batch submission.
+    pub max_batch: usize,
+    /// Capacity of the block verification queue (503 when full).
+    pub block_queue: usize,
+    /// How often the block worker retries pending blocks after a verifier failure.
+    pub retry_interval: Duration,
+    /// How often the settlement worker runs (`None`: never; use `mupib auditor settle`).
+    pub settle_interval: Option<Duration>,
+    /// Worker threads of the async runtime.
+    pub worker_threads: usize,
+}
+
+impl ServiceConfig {
+    /// Defaults: 64 KiB bodies, batches of 64, a queue of 1024 blocks, retries every 2 s,
+    /// settlement every 10 s.
+    pub fn new(data_dir: Option<PathBuf>, listen: SocketAddr, engine: AuditorConfig) -> Self {
+        ServiceConfig {
+            data_dir,
+            listen,
+            engine,
+            max_body_bytes: 64 * 1024,
+            max_batch: 64,
+            block_queue: 1024,
+            retry_interval: Duration::from_secs(2),
+            settle_interval: Some(Duration::from_secs(10)),
+            worker_threads: 2,
+        }
+    }
+}
+
+/// What the service runs with besides its settings.
+pub struct ServiceParts {
+    /// The auditor's signing key (answers are signed with it).
+    pub auditor_key: SigningKey,
+    /// Trusted authorities and known certificates (banks, users, vendors).
+    pub registry: Registry,
+    /// The chain, for block verification.
+    pub verifier: Box<dyn BlockVerifier + Send>,
+    /// The chain, for payouts (`None`: balances only accrue).
+    pub payouts: Option<Box<dyn PayoutSender>>,
+    /// The clock.
+    pub clock: Clock,
+}
+
+/// Opens the engine's store and the journal in `data_dir` (or in memory).
+///
+/// # Errors
+/// [`ServiceError::Io`], [`ServiceError::Store`], [`ServiceError::Journal`].
+pub fn open_core(
+    data_dir: Option<&std::path::Path>,
+    engine: AuditorConfig,
+) -> Result<Core, ServiceError> {
+    let (store, journal): (Box<dyn Store + Send>, Journal) = match data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| ServiceError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            (
+                Box::new(SqliteStore::open(dir.join(STORE_FILE))?),
+                Journal::open(&dir.join(JOURNAL_FILE))?,
+            )
+        }
+        None => (Box::new(MemoryStore::new()), Journal::in_memory()?),
+    };
+    Ok(Core {
+        engine: Auditor::new(store, engine)?,
+        journal,
+    })
+}
+
+/// A running service (on its own thread with its own async runtime).
+pub struct RunningService {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<Stop>>,
+    thread: Option<JoinHandle<Result<(), ServiceError>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Stop accepting, drain, flush.
+    Graceful,
+    /// Drop everything at once (simulates a crash at a step boundary: each step is atomic).
+    Kill,
+}
+
+impl std::fmt::Debug for RunningService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningService")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl RunningService {
+    /// Opens the data directory, resumes pending blocks (engine `resume`), recovers unfinished
+    /// settlements, binds `config.listen` and serves until [`Self::shutdown`].
+    ///
+    /// # Errors
+    /// Opening the stores, resuming, binding; the error says which.
+    pub fn start(config: ServiceConfig, parts: ServiceParts) -> Result<Self, ServiceError> {
+        let mut core = open_core(config.data_dir.as_deref(), config.engine)?;
+        let mut verifier = parts.verifier;
+        // Blocks formed before a crash or stop: verified and applied before serving.
+        match core.engine.resume(verifier.as_mut()) {
+            Ok(outcomes) => {
+                if !outcomes.is_empty() {
+                    tracing::info!(blocks = outcomes.len(), "resumed pending blocks");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "resuming pending blocks failed; the block worker retries them")
+            }
+        }
+        let mut payouts = parts.payouts;
+        if let Some(sender) = payouts.as_mut() {
+            let report = settlement::settle_once(&mut core.engine, &core.journal, sender.as_mut())?;
+            if !report.batches.is_empty() {
+                tracing::info!(
+                    batches = report.batches.len(),
+                    "settlement recovered and ran at start"
+                );
+            }
+        }
+        let std_listener =
+            std::net::TcpListener::bind(config.listen).map_err(|source| ServiceError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|source| ServiceError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = std_listener
+            .local_addr()
+            .map_err(|source| ServiceError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let (blocks_tx, blocks_rx) = mpsc::channel(config.block_queue.max(1));
+        let (decided, _) = watch::channel(0u64);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let state = Arc::new(AppState {
+            core: Mutex::new(core),
+            verifier: Mutex::new(verifier),
+            auditor_key: parts.auditor_key,
+            registry: parts.registry,
+            clock: parts.clock,
+            blocks: blocks_tx,
+            decided,
+            shutdown: shutdown_rx,
+            metrics: Metrics::default(),
+            max_batch: config.max_batch,
+            payouts: Mutex::new(payouts),
+            decisions_waiting: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.worker_threads.max(1))
+            .enable_all()
+            .build()
+            .map_err(ServiceError::Runtime)?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let thread_state = Arc::clone(&state);
+        let thread = std::thread::Builder::new()
+            .name("mupib-auditor".into())
+            .spawn(move || {
+                serve(
+                    runtime,
+                    std_listener,
+                    thread_state,
+                    config,
+                    blocks_rx,
+                    shutdown_tx,
+                    stop_rx,
+                )
+            })
+            .map_err(ServiceError::Runtime)?;
+        Ok(RunningService {
+            addr,
+            state,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The shared state (in-process inspection in tests and the demo).
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Graceful shutdown: stop accepting, finish in-flight requests, verify queued blocks, run a
+    /// last settlement, close the databases; waits for it.
+    ///
+    /// # Errors
+    /// What the service thread ended with.
+    pub fn shutdown(mut self) -> Result<(), ServiceError> {
+        self.stop_with(Stop::Graceful)
+    }
+
+    /// Stops at once without draining (in-flight requests are cut, queued blocks stay pending in
+    /// the store): what a crash leaves behind, since every engine step is atomic.
+    ///
+    /// # Errors
+    /// What the service thread ended with.
+    pub fn kill(mut self) -> Result<(), ServiceError> {
+        self.stop_with(Stop::Kill)
+    }
+
+    /// Blocks until the service stops by itself (Ctrl-C).
+    ///
+    /// # Errors
+    /// What the service thread ended with.
+    pub fn wait(mut self) -> Result<(), ServiceError> {
+        self.join()
+    }
+
+    fn stop_with(&mut self, stop: Stop) -> Result<(), ServiceError> {
+        if let Some(sender) = self.stop.take() {
+            let _ = sender.send(stop);
+        }
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<(), ServiceError> {
+        match self.thread.take() {
+            None => Ok(()),
+            Some(thread) => thread.join().map_err(|panic| {
+                ServiceError::Panicked(
+                    panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default(),
+                )
+            })?,
+        }
+    }
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        if let Err(error) = self.stop_with(Stop::Graceful) {
+            tracing::error!(%error, "auditor service stopped with an error");
+        }
+    }
+}
+
+/// The service thread: HTTP server, block worker, settlement worker, until stopped.
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    runtime: tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+    state: Arc<AppState>,
+    config: ServiceConfig,
+    blocks: mpsc::Receiver<BlockSubmission>,
+    shutdown: watch::Sender<bool>,
+    stop: tokio::sync::oneshot::Receiver<Stop>,
+) -> Result<(), ServiceError> {
+    let outcome = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| ServiceError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let app = api::router(Arc::clone(&state), config.max_body_bytes);
+        let mut shutdown_rx = shutdown.subscribe();
+        let block_worker = tokio::spawn(block_worker(Arc::clone(&state), blocks, config.retry_interval, shutdown.subscribe()));
+        let settle_worker = tokio::spawn(settle_worker(
+            Arc::clone(&state),
+            config.settle_interval,
+            shutdown.subscribe(),
+        ));
+        let (kind_tx, mut kind_rx) = watch::channel(None::<Stop>);
+        tokio::spawn(async move {
+            let kind = tokio::select! {
+                received = stop => received.unwrap_or(Stop::Graceful),
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("Ctrl-C: stopping (no new requests; draining)");
+                    Stop::Graceful
+                }
+            };
+            let _ = kind_tx.send(Some(kind));
+            let _ = shutdown.send(true);
+        });
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = shutdown_rx.wait_for(|stopping| *stopping).await;
+        });
+        let mut kill_rx = kind_rx.clone();
+        // Serve until shutdown; a kill abandons in-flight requests.
+        tokio::select! {
+            served = server => served.map_err(|source| ServiceError::Bind { addr: config.listen, source })?,
+            _ = kill_rx.wait_for(|kind| *kind == Some(Stop::Kill)) => {}
+        }
+        let kind = kind_rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|kind| *kind)
+            .unwrap_or(Stop::Graceful);
+        if kind == Stop::Kill {
+            block_worker.abort();
+            settle_worker.abort();
+            return Ok(Stop::Kill);
+        }
+        if let Err(error) = block_worker.await {
+            tracing::error!(%error, "block worker failed");
+        }
+        if let Err(error) = settle_worker.await {
+            tracing::error!(%error, "settlement worker failed");
+        }
+        Ok::<_, ServiceError>(Stop::Graceful)
+    });
+    match outcome {
+        Ok(Stop::Kill) => {
+            // Cut everything: tasks are dropped, blocking steps finish their atomic write.
+            runtime.shutdown_timeout(Duration::from_secs(10));
+            Ok(())
+        }
+        Ok(Stop::Graceful) => {
+            runtime.shutdown_timeout(Duration::from_secs(10));
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Verifies blocks as intake forms them; retries pending blocks after failures; on shutdown
+/// verifies what is queued, then stops.
+async fn block_worker(
+    state: Arc<AppState>,
+    mut blocks: mpsc::Receiver<BlockSubmission>,
+    retry_interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut needs_retry = false;
+    let mut ticker = tokio::time::interval(retry_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    enum Event {
+        Block(Option<BlockSubmission>),
+        Tick,
+        Stop,
+    }
+    loop {
+        let event = tokio::select! {
+            received = blocks.recv() => Event::Block(received),
+            _ = ticker.tick() => Event::Tick,
+            stopped = shutdown.wait_for(|stopping| *stopping) => { drop(stopped); Event::Stop }
+        };
+        match event {
+            Event::Block(Some(block)) => needs_retry |= !run_block(&state, block).await,
+            Event::Block(None) => break,
+            Event::Tick => {
+                if needs_retry {
+                    needs_retry = !run_pending(&state).await;
+                }
+            }
+            Event::Stop => {
+                blocks.close();
+                while let Some(block) = blocks.recv().await {
+                    run_block(&state, block).await;
+                }
+                break;
+            }
+        }
+    }
+}
+
+async fn run_block(state: &Arc<AppState>, block: BlockSubmission) -> bool {
+    let state = Arc::clone(state);
+    matches!(
+        tokio::task::spawn_blocking(move || state.process_block(block)).await,
+        Ok(Ok(_))
+    )
+}
+
+async fn run_pending(state: &Arc<AppState>) -> bool {
+    let state = Arc::clone(state);
+    matches!(
+        tokio::task::spawn_blocking(move || state.process_pending()).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Runs settlement every `interval`, and once more at shutdown.
+async fn settle_worker(
+    state: Arc<AppState>,
+    interval: Option<Duration>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(interval) = interval else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = ticker.tick() => false,
+            stopped = shutdown.wait_for(|stopping| *stopping) => { drop(stopped); true }
+        };
+        let worker_state = Arc::clone(&state);
+        match tokio::task::spawn_blocking(move || run_settlement(&worker_state)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "settlement run failed; retried at the next interval");
+            }
+            Err(error) => {
+                tracing::error!(%error, "settlement worker task failed");
+                return;
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// One settlement run (recovery first) under the core lock, with metrics. Without a payout
+/// sender, an empty report.
+///
+/// # Errors
+/// [`ServiceError::Settlement`]; a poisoned lock is [`ServiceError::Panicked`].
+pub fn run_settlement(state: &AppState) -> Result<SettlementReport, ServiceError> {
+    let poisoned = |_| ServiceError::Panicked("auditor state lock poisoned".into());
+    let mut payouts = state.payouts.lock().map_err(poisoned)?;
+    let Some(sender) = payouts.as_mut() else {
+        return Ok(SettlementReport::default());
+    };
+    let mut core = state
+        .core
+        .lock()
+        .map_err(|_| ServiceError::Panicked("auditor state lock poisoned".into()))?;
+    let Core { engine, journal } = &mut *core;
+    let report = settlement::settle_once(engine, journal, sender.as_mut())?;
+    for batch in report.batches.iter().filter(|b| b.status == "completed") {
+        state.metrics.payout(batch.vendors, batch.amount);
+    }
+    Ok(report)
+}

@@ -1,0 +1,1367 @@
+//! The auditor service over real HTTP on 127.0.0.1 (ephemeral ports), in-process, with the
+//! simulated chain for block verification and an in-memory SPL-like payout chain that enforces
+//! the settlement marker (at most one transaction per idempotency key).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use mupib_auditor::store::{ChangeSet, MemoryStore, Store, VendorPayout};
+use mupib_auditor::{Auditor, AuditorConfig, SimulatedChain};
+use mupib_client::vendor::{VendorClient, VendorError};
+use mupib_protocol::block::{BlockSubmission, BlockVerifier, VerifierError};
+use mupib_protocol::cert::{pubkey_of, Certificate, Registry, Role};
+use mupib_protocol::decision::Decision;
+use mupib_protocol::money::Withholding;
+use mupib_protocol::reject::RejectReason;
+use mupib_protocol::response::{AuditorResponse, ResponseError, Verdict};
+use mupib_protocol::token::Token;
+use mupib_protocol::token::TokenRef;
+use mupib_protocol::transaction::{PaymentTransaction, TransactionId};
+use mupib_protocol::trust::{TrustModel, TrustScale};
+use mupib_protocol::wire::SubmitAnswer;
+use mupib_protocol::Pubkey;
+use mupib_service::journal::Journal;
+use mupib_service::settlement::{settle_once, SignedPayout};
+use mupib_service::{PayoutSender, RunningService, ServiceConfig, ServiceParts, SettlementError};
+
+const NOW: i64 = 1_700_000_000;
+const VALUE: u64 = 1_000;
+const BATCH: u64 = 7;
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+/// The chain, shared across service restarts.
+#[derive(Clone)]
+struct SharedChain(Arc<Mutex<SimulatedChain>>);
+
+impl Default for SharedChain {
+    /// A chain that remembers every block's decisions (resubmission after a restart is safe).
+    fn default() -> Self {
+        SharedChain(Arc::new(Mutex::new(SimulatedChain::new())))
+    }
+}
+
+impl BlockVerifier for SharedChain {
+    fn verify(&mut self, block: &BlockSubmission) -> Result<Vec<Decision>, VerifierError> {
+        self.0.lock().unwrap().verify(block)
+    }
+}
+
+/// An SPL-like payout chain: token balances, marker accounts, signatures seen; with injectable
+/// crashes.
+#[derive(Default)]
+struct PayoutChain {
+    balances: HashMap<Pubkey, u64>,
+    markers: HashSet<String>,
+    transactions: Vec<String>,
+    /// Execute the next send but report failure (a crash after sending).
+    lose_next_answer: bool,
+    /// Refuse sends (the chain is down).
+    down: bool,
+}
+
+#[derive(Clone, Default)]
+struct FakePayouts {
+    chain: Arc<Mutex<PayoutChain>>,
+    signed: Arc<Mutex<HashMap<String, Vec<VendorPayout>>>>,
+    counter: Arc<Mutex<u64>>,
+}
+
+impl PayoutSender for FakePayouts {
+    fn can_pay(&self, _vendor: &Pubkey) -> bool {
+        true
+    }
+
+    fn landed(&mut self, key: &str) -> Result<bool, SettlementError> {
+        Ok(self.chain.lock().unwrap().markers.contains(key))
+    }
+
+    fn sign(&mut self, key: &str, items: &[VendorPayout]) -> Result<SignedPayout, SettlementError> {
+        let mut counter = self.counter.lock().unwrap();
+        *counter += 1;
+        let signature = format!("sig-{key}-{counter}");
+        self.signed
+            .lock()
+            .unwrap()
+            .insert(signature.clone(), items.to_vec());
+        Ok(SignedPayout {
+            key: key.to_owned(),
+            signature: signature.clone(),
+            transaction: signature.into_bytes(),
+        })
+    }
+
+    fn send(&mut self, payout: &SignedPayout) -> Result<(), SettlementError> {
+        let items = self.signed.lock().unwrap()[&payout.signature].clone();
+        let mut chain = self.chain.lock().unwrap();
+        let failure = |detail: &str| SettlementError::Chain {
+            key: payout.key.clone(),
+            detail: detail.to_owned(),
+        };
+        if chain.down {
+            return Err(failure("chain unreachable"));
+        }
+        if !chain.markers.insert(payout.key.clone()) {
+            return Err(failure("marker account already exists"));
+        }
+        for item in items {
+            *chain.balances.entry(item.vendor).or_default() += item.amount;
+        }
+        chain.transactions.push(payout.signature.clone());
+        if std::mem::take(&mut chain.lose_next_answer) {
+            return Err(failure("connection reset after sending"));
+        }
+        Ok(())
+    }
+}
+
+struct World {
+    authority: SigningKey,
+    auditor: SigningKey,
+    registry: Registry,
+    chain: SharedChain,
+    payouts: FakePayouts,
+    tokens: Vec<Token>,
+    next_token: usize,
+}
+
+impl World {
+    fn new(token_count: u32) -> World {
+        let authority = key(1);
+        let bank = key(2);
+        let auditor = key(3);
+        let mut registry = Registry::with_authorities([pubkey_of(&authority)]).unwrap();
+        registry
+            .register(
+                Certificate::issue(
+                    &authority,
+                    pubkey_of(&bank),
+                    Role::Bank,
+                    "bank",
+                    0,
+                    i64::MAX / 2,
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let tokens = Token::sign_batch(&bank, BATCH, token_count, VALUE, NOW - 100);
+        let chain = SharedChain::default();
+        chain.0.lock().unwrap().publish_batch(
+            pubkey_of(&bank),
+            BATCH,
+            VALUE,
+            tokens.iter().map(Token::token_digest16).collect(),
+        );
+        World {
+            authority,
+            auditor,
+            registry,
+            chain,
+            payouts: FakePayouts::default(),
+            tokens,
+            next_token: 0,
+        }
+    }
+
+    fn certificate(&self, who: &SigningKey, role: Role, name: &str) -> Certificate {
+        Certificate::issue(&self.authority, pubkey_of(who), role, name, 0, i64::MAX / 2).unwrap()
+    }
+
+    /// Registers and returns a certificate.
+    fn enroll(&mut self, who: &SigningKey, role: Role, name: &str) -> Certificate {
+        let cert = self.certificate(who, role, name);
+        self.registry.register(cert.clone()).unwrap();
+        cert
+    }
+
+    fn take_tokens(&mut self, count: usize) -> Vec<Token> {
+        let tokens = self.tokens[self.next_token..self.next_token + count].to_vec();
+        self.next_token += count;
+        tokens
+    }
+
+    fn start(&self, data_dir: Option<std::path::PathBuf>, w0: u64) -> RunningService {
+        self.start_with(data_dir, w0, Box::new(self.chain.clone()), 1024)
+    }
+
+    fn start_with(
+        &self,
+        data_dir: Option<std::path::PathBuf>,
+        w0: u64,
+        verifier: Box<dyn BlockVerifier + Send>,
+        block_queue: usize,
+    ) -> RunningService {
+        let engine = AuditorConfig {
+            initial_block_size: w0,
+            ..engine_config()
+        };
+        let mut config =
+            ServiceConfig::new(data_dir, SocketAddr::from(([127, 0, 0, 1], 0)), engine);
+        config.max_body_bytes = 16 * 1024;
+        config.block_queue = block_queue;
+        config.retry_interval = Duration::from_millis(100);
+        config.settle_interval = Some(Duration::from_millis(200));
+        RunningService::start(
+            config,
+            ServiceParts {
+                auditor_key: self.auditor.clone(),
+                registry: self.registry.clone(),
+                verifier,
+                payouts: Some(Box::new(self.payouts.clone())),
+                clock: Arc::new(|| NOW),
+            },
+        )
+        .unwrap()
+    }
+}
+
+struct Party {
+    key: SigningKey,
+    cert: Certificate,
+}
+
+fn pay(user: &Party, vendor: &VendorClient, tokens: Vec<Token>, info: &str) -> PaymentTransaction {
+    let payment = PaymentTransaction::user_sign(
+        &user.key,
+        user.cert.clone(),
+        vendor.certificate().clone(),
+        NOW,
+        tokens,
+        info,
+    )
+    .unwrap();
+    vendor.countersign(payment).unwrap()
+}
+
+fn user(world: &mut World, seed: u8) -> Party {
+    let key = key(seed);
+    let cert = world.enroll(&key, Role::User, &format!("user {seed}"));
+    Party { key, cert }
+}
+
+fn verdict(answer: &SubmitAnswer) -> &Verdict {
+    &answer.response.verdict
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::new()
+}
+
+fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let response = http().get(url).send().unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap())
+}
+
+fn metric(service: &RunningService, line_prefix: &str) -> u64 {
+    let text = http()
+        .get(format!("{}/metrics", service.url()))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(line_prefix)
+                .map(|v| v.trim().parse::<u64>().unwrap())
+        })
+        .unwrap_or_else(|| panic!("metric {line_prefix} missing in\n{text}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Honest flow
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn honest_deliveries_then_waiting_transaction_finalized_by_block_decisions() {
+    let mut world = World::new(32);
+    // Certificates must be registered before the service starts (its registry is a snapshot).
+    let alice = user(&mut world, 10);
+    let vendor_key = key(20);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    let service = world.start(None, 5);
+    let vendor = VendorClient::new(
+        service.url(),
+        vendor_key,
+        vendor_cert,
+        pubkey_of(&world.auditor),
+    )
+    .unwrap();
+
+    // W0 = 5: four one-token payments are delivered at once, the fifth completes the block.
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let tx = pay(&alice, &vendor, world.take_tokens(1), &format!("item {i}"));
+        let answer = vendor.submit(&tx).unwrap();
+        assert_eq!(verdict(&answer), &Verdict::Deliver, "payment {i}");
+        assert!(answer.is_final);
+        ids.push(tx.id().unwrap());
+    }
+    let fifth = pay(&alice, &vendor, world.take_tokens(1), "item 4");
+    let answer = vendor.submit(&fifth).unwrap();
+    assert_eq!(verdict(&answer), &Verdict::Wait);
+    assert!(!answer.is_final);
+    let block_id = answer
+        .response
+        .block_id
+        .expect("a waiting answer names its block");
+
+    let last = vendor
+        .await_final(&fifth.id().unwrap(), Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(verdict(&last), &Verdict::Deliver);
+    assert_eq!(last.response.block_id, Some(block_id));
+
+    // The block: five valid decisions, W unchanged.
+    let (status, block) = get_json(&format!("{}/v1/blocks/{block_id}", service.url()));
+    assert_eq!(status, 200);
+    assert_eq!(block["state"], "verified");
+    assert_eq!(block["decisions"]["valid"], 5);
+    assert_eq!(block["transactions"].as_array().unwrap().len(), 5);
+    let view = vendor.user(&alice.cert.subject).unwrap();
+    assert_eq!(view.block_size, 5);
+    assert_eq!(view.blocks_valid, 1);
+    assert!(!view.suspended);
+
+    // The vendor is owed 5 × v × (1 − 20 %) and the settlement worker pays it on-chain.
+    let expected = 5 * VALUE * 8 / 10;
+    let paid = wait_for(|| {
+        let (_, v) = get_json(&format!("{}/v1/vendors/{}", service.url(), vendor.vendor()));
+        (v["settled"] == expected).then_some(v)
+    });
+    assert_eq!(paid["accrued"], expected);
+    assert_eq!(
+        world.payouts.chain.lock().unwrap().balances[&vendor.vendor()],
+        expected
+    );
+
+    // Traces: the first token's use and decision, the transaction, metrics.
+    let token = world.tokens[0].id();
+    let (status, trace) = get_json(&format!("{}/v1/tokens/{token}", service.url()));
+    assert_eq!(status, 200);
+    assert_eq!(trace["seen"], true);
+    assert_eq!(trace["uses"][0]["decision"], "valid");
+    assert_eq!(trace["uses"][0]["transaction_id"], ids[0].to_hex());
+    let (_, tx_trace) = get_json(&format!("{}/v1/transactions/{}", service.url(), ids[0]));
+    assert_eq!(tx_trace["status"], "delivered");
+    assert_eq!(tx_trace["block_id"], block_id);
+    assert_eq!(
+        metric(&service, "mupib_intake_total{verdict=\"deliver\"}"),
+        4
+    );
+    assert_eq!(metric(&service, "mupib_intake_total{verdict=\"wait\"}"), 1);
+    assert_eq!(metric(&service, "mupib_decisions_total{code=\"valid\"}"), 5);
+    assert_eq!(metric(&service, "mupib_blocks_total{result=\"valid\"}"), 1);
+    assert!(metric(&service, "mupib_payout_amount_total") == expected);
+    service.shutdown().unwrap();
+}
+
+fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..300 {
+        if let Some(value) = check() {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("condition not reached within 15 s");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attacks
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn double_spender_block_rejected_with_decisions_in_reason_and_block_size_shrinks() {
+    let mut world = World::new(32);
+    let mallory = user(&mut world, 11);
+    let vendor_key = key(21);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    let service = world.start(None, 4);
+    let vendor = VendorClient::new(
+        service.url(),
+        vendor_key,
+        vendor_cert,
+        pubkey_of(&world.auditor),
+    )
+    .unwrap();
+
+    // Mallory's token 2 was already spent through another auditor: the chain says duplicate.
+    let tokens = world.take_tokens(4);
+    let spent_elsewhere = tokens[2];
+    world
+        .chain
+        .0
+        .lock()
+        .unwrap()
+        .verify(&BlockSubmission {
+            block_id: 9_999,
+            user: Pubkey::new_unique(),
+            entries: vec![TokenRef {
+                id: spent_elsewhere.id(),
+                value: spent_elsewhere.value,
+                digest: spent_elsewhere.token_digest16(),
+            }],
+        })
+        .unwrap();
+
+    let mut last = None;
+    for (i, token) in tokens.into_iter().enumerate() {
+        let tx = pay(&mallory, &vendor, vec![token], &format!("item {i}"));
+        let answer = vendor.submit(&tx).unwrap();
+        if i < 3 {
+            assert_eq!(verdict(&answer), &Verdict::Deliver, "payment {i}");
+        } else {
+            assert_eq!(verdict(&answer), &Verdict::Wait);
+        }
+        last = Some(tx.id().unwrap());
+    }
+    let final_answer = vendor
+        .await_final(&last.unwrap(), Duration::from_secs(30))
+        .unwrap();
+    match verdict(&final_answer) {
+        Verdict::Reject(RejectReason::InvalidTokensInBlock { decisions, .. }) => {
+            let invalid: Vec<_> = decisions
+                .iter()
+                .filter(|d| !d.decision.is_valid())
+                .collect();
+            assert_eq!(invalid.len(), 1);
+            assert_eq!(invalid[0].token, spent_elsewhere.id());
+            assert_eq!(invalid[0].decision, Decision::Duplicate);
+        }
+        other => panic!("expected a rejection naming the duplicate, got {other:?}"),
+    }
+    // Eq. 7, neutral, N = W0 = 4: W = ⌊4 · T(1)/T(0)⌋ = ⌊4 · (4/6)/(5/6)⌋ = 3.
+    let view = vendor.user(&mallory.cert.subject).unwrap();
+    assert_eq!(view.invalid_total, 1);
+    assert_eq!(view.block_size, 3);
+    assert_eq!(view.blocks_invalid, 1);
+    assert!(view.trust < 5.0 / 6.0);
+    assert_eq!(
+        metric(&service, "mupib_decisions_total{code=\"duplicate\"}"),
+        1
+    );
+    assert_eq!(
+        metric(&service, "mupib_blocks_total{result=\"invalid\"}"),
+        1
+    );
+    service.shutdown().unwrap();
+}
+
+#[test]
+fn double_selling_same_transaction_twice_rejected_and_vendor_flagged() {
+    let mut world = World::new(8);
+    let alice = user(&mut world, 12);
+    let vendor_key = key(22);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    let service = world.start(None, 10);
+    let vendor = VendorClient::new(
+        service.url(),
+        vendor_key,
+        vendor_cert,
+        pubkey_of(&world.auditor),
+    )
+    .unwrap();
+
+    let tx = pay(&alice, &vendor, world.take_tokens(2), "one sale");
+    let id = tx.id().unwrap();
+    assert_eq!(verdict(&vendor.submit(&tx).unwrap()), &Verdict::Deliver);
+    // The same signed transaction presented again.
+    let replay = vendor
+        .submit_raw(serde_json::to_vec(&tx).unwrap(), &id)
+        .unwrap();
+    assert_eq!(
+        verdict(&replay),
+        &Verdict::Reject(RejectReason::DoubleSelling {
+            vendor: vendor.vendor(),
+            transaction_id: id
+        })
+    );
+    let (_, account) = get_json(&format!("{}/v1/vendors/{}", service.url(), vendor.vendor()));
+    assert_eq!(account["double_sellings"], 1);
+    // Paid once, and the original answer still stands.
+    assert_eq!(account["accrued"], 2 * VALUE * 8 / 10);
+    assert_eq!(
+        verdict(&vendor.status(&id).unwrap().unwrap()),
+        &Verdict::Deliver
+    );
+    assert_eq!(
+        metric(
+            &service,
+            "mupib_intake_total{verdict=\"reject\",reason=\"double_selling\"}"
+        ),
+        1
+    );
+    service.shutdown().unwrap();
+}
+
+#[test]
+fn forged_token_rejected_at_intake_and_counted_as_misbehaviour() {
+    let mut world = World::new(8);
+    let mallory = user(&mut world, 13);
+    let vendor_key = key(23);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    let service = world.start(None, 10);
+    let vendor = VendorClient::new(
+        service.url(),
+        vendor_key,
+        vendor_cert,
+        pubkey_of(&world.auditor),
+    )
+    .unwrap();
+
+    // A genuine token whose serial is changed after the bank signed it.
+    let mut forged = world.take_tokens(1)[0];
+    forged.serial = 77;
+    let tx = pay(&mallory, &vendor, vec![forged], "forged");
+    let answer = vendor.submit(&tx).unwrap();
+    assert_eq!(
+        verdict(&answer),
+        &Verdict::Reject(RejectReason::ForgedToken { token: forged.id() })
+    );
+    assert!(answer.is_final);
+    let view = vendor.user(&mallory.cert.subject).unwrap();
+    assert_eq!(view.invalid_total, 1);
+    assert_eq!(view.misbehaviour_count, 1);
+    assert!(view.block_size < 10);
+    let (_, account) = get_json(&format!("{}/v1/vendors/{}", service.url(), vendor.vendor()));
+    assert_eq!(account["accrued"], 0);
+    assert_eq!(
+        metric(
+            &service,
+            "mupib_intake_total{verdict=\"reject\",reason=\"forged_token\"}"
+        ),
+        1
+    );
+    service.shutdown().unwrap();
+}
+
+#[test]
+fn suspended_user_is_refused() {
+    let mut world = World::new(8);
+    let mallory = user(&mut world, 14);
+    let vendor_key = key(24);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    // W0 = 2, neutral: two forged tokens take W to ⌊2·(2/3)⌋ = 1, then ⌊1·(1/2)⌋ = 0.
+    let service = world.start(None, 2);
+    let vendor = VendorClient::new(
+        service.url(),
+        vendor_key,
+        vendor_cert,
+        pubkey_of(&world.auditor),
+    )
+    .unwrap();
+    for serial in [90, 91] {
+        let mut forged = world.take_tokens(1)[0];
+        forged.serial = serial;
+        let answer = vendor
+            .submit(&pay(&mallory, &vendor, vec![forged], "forged"))
+            .unwrap();
+        assert!(matches!(
+            verdict(&answer),
+            Verdict::Reject(RejectReason::ForgedToken { .. })
+        ));
+    }
+    let view = vendor.user(&mallory.cert.subject).unwrap();
+    assert!(view.suspended);
+    assert_eq!(view.block_size, 0);
+    // A genuine token is refused now.
+    let answer = vendor
+        .submit(&pay(&mallory, &vendor, world.take_tokens(1), "honest now"))
+        .unwrap();
+    assert_eq!(
+        verdict(&answer),
+        &Verdict::Reject(RejectReason::UserSuspended {
+            user: mallory.cert.subject
+        })
+    );
+    let (_, account) = get_json(&format!("{}/v1/vendors/{}", service.url(), vendor.vendor()));
+    assert_eq!(account["accrued"], 0);
+    service.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input at every boundary: a clear error, no state change
+// ---------------------------------------------------------------------------------------------
+
+/// Observable state that must not move when a request is refused.
+fn snapshot(service: &RunningService) -> (serde_json::Value, u64, u64, u64) {
+    let (_, status) = get_json(&format!("{}/v1/status", service.url()));
+    (
+        status,
+        metric(service, "mupib_intake_total{verdict=\"deliver\"}"),
+        metric(service, "mupib_intake_total{verdict=\"wait\"}"),
+        metric(
+            service,
+            "mupib_intake_total{verdict=\"reject\",reason=\"forged_token\"}",
+        ),
+    )
+}
+
+fn post(service: &RunningService, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let response = http()
+        .post(format!("{}/v1/transactions", service.url()))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap())
+}
+
+#[test]
+fn malformed_json_oversized_body_and_bad_parameters_are_refused_without_state_change() {
+    let mut world = World::new(8);
+    let alice = user(&mut world, 15);
+    let vendor_key = key(25);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    let service = world.start(None, 10);
+    let vendor = VendorClient::new(
+        service.url(),
+        vendor_key,
+        vendor_cert,
+        pubkey_of(&world.auditor),
+    )
+    .unwrap();
+    let before = snapshot(&service);
+
+    let (status, body) = post(&service, b"{\"user_cert\": 12".to_vec());
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "malformed_json");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("payment transaction"));
+
+    let (status, body) = post(&service, vec![b' '; 64 * 1024]);
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
+    let (status, body) = get_json(&format!("{}/v1/transactions/not-hex/answer", service.url()));
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "bad_parameter");
+    let (status, body) = get_json(&format!(
+        "{}/v1/transactions/{}/answer",
+        service.url(),
+        TransactionId([7; 32])
+    ));
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    let (status, _) = get_json(&format!(
+        "{}/v1/users/{}",
+        service.url(),
+        alice.cert.subject
+    ));
+    assert_eq!(status, 404, "the user was never seen");
+    let (status, body) = get_json(&format!(
+        "{}/v1/transactions/{}/final?wait=soon",
+        service.url(),
+        TransactionId([7; 32])
+    ));
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "bad_parameter");
+    let (status, _) = get_json(&format!("{}/v1/blocks/12345", service.url()));
+    assert_eq!(status, 404);
+    let (status, _) = get_json(&format!("{}/v1/nowhere", service.url()));
+    assert_eq!(status, 404);
+
+    // Item information over the 256-byte limit: 400 invalid_transaction.
+    let mut tx = pay(&alice, &vendor, world.take_tokens(1), "x");
+    tx.info = "x".repeat(300);
+    let (status, body) = post(&service, serde_json::to_vec(&tx).unwrap());
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "invalid_transaction");
+
+    assert_eq!(snapshot(&service), before);
+    let (status, _) = get_json(&format!(
+        "{}/v1/users/{}",
+        service.url(),
+        alice.cert.subject
+    ));
+    assert_eq!(status, 404, "nothing was recorded for the user");
+    assert_eq!(metric(&service, "mupib_refused_total"), 3);
+    service.shutdown().unwrap();
+}
+
+#[test]
+fn unknown_vendor_and_unknown_user_are_403_and_bad_signatures_401() {
+    let mut world = World::new(8);
+    let alice = user(&mut world, 16);
+    let vendor_key = key(26);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    // Certified by the authority but never registered with the auditor.
+    let stranger_key = key(27);
+    let stranger_cert = world.certificate(&stranger_key, Role::Vendor, "stranger");
+    let ghost_key = key(28);
+    let ghost = Party {
+        cert: world.certificate(&ghost_key, Role::User, "ghost"),
+        key: ghost_key,
+    };
+    let service = world.start(None, 10);
+    let auditor = pubkey_of(&world.auditor);
+    let vendor = VendorClient::new(service.url(), vendor_key, vendor_cert, auditor).unwrap();
+    let stranger = VendorClient::new(service.url(), stranger_key, stranger_cert, auditor).unwrap();
+    let before = snapshot(&service);
+
+    let refused = |result: Result<SubmitAnswer, VendorError>| match result {
+        Err(VendorError::Refused {
+            status,
+            code,
+            message,
+        }) => (status, code, message),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let (status, code, message) =
+        refused(stranger.submit(&pay(&alice, &stranger, world.take_tokens(1), "x")));
+    assert_eq!((status, code.as_str()), (403, "unknown_identity"));
+    assert!(message.contains("Vendor"), "{message}");
+
+    let (status, code, _) =
+        refused(vendor.submit(&pay(&ghost, &vendor, world.take_tokens(1), "x")));
+    assert_eq!((status, code.as_str()), (403, "unknown_identity"));
+
+    // The vendor's signature does not cover the altered info.
+    let mut altered = pay(&alice, &vendor, world.take_tokens(1), "cheap item");
+    altered.info = "expensive item".into();
+    let (status, code, _) = refused(vendor.submit(&altered));
+    assert_eq!((status, code.as_str()), (401, "bad_signature"));
+
+    // The user did not sign the vendor's countersignature over a different user signature.
+    let mut resigned = pay(&alice, &vendor, world.take_tokens(1), "x");
+    resigned.user_signature[0] ^= 1;
+    let (status, code, _) = refused(vendor.submit(&resigned));
+    assert_eq!((status, code.as_str()), (401, "bad_signature"));
+
+    assert_eq!(snapshot(&service), before);
+    let (status, _) = get_json(&format!(
+        "{}/v1/users/{}",
+        service.url(),
+        alice.cert.subject
+    ));
+    assert_eq!(status, 404);
+    service.shutdown().unwrap();
+}
+
+/// A fake auditor that answers every submission with a response built by `forge`.
+fn fake_auditor(
+    forge: impl Fn(TransactionId) -> SubmitAnswer + Send + Sync + 'static,
+) -> (String, std::sync::mpsc::Sender<()>) {
+    use axum::routing::post;
+    let forge = Arc::new(forge);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/v1/transactions",
+                post(move |body: axum::body::Bytes| {
+                    let forge = Arc::clone(&forge);
+                    async move {
+                        let tx: PaymentTransaction = serde_json::from_slice(&body).unwrap();
+                        axum::Json(forge(tx.id().unwrap()))
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    (url, stop_tx)
+}
+
+#[test]
+fn wrong_auditor_signature_is_refused_by_the_vendor_client() {
+    let mut world = World::new(8);
+    let alice = user(&mut world, 17);
+    let vendor_key = key(29);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    let auditor = world.auditor.clone();
+    let impostor = key(99);
+
+    // 1. Signed by another key than the configured auditor.
+    let (url, stop) = fake_auditor(move |id| SubmitAnswer {
+        response: AuditorResponse::sign(&impostor, id, Verdict::Deliver, None, NOW).unwrap(),
+        is_final: true,
+    });
+    let vendor = VendorClient::new(
+        url,
+        vendor_key.clone(),
+        vendor_cert.clone(),
+        pubkey_of(&auditor),
+    )
+    .unwrap();
+    let tx = pay(&alice, &vendor, world.take_tokens(1), "x");
+    match vendor.submit(&tx) {
+        Err(VendorError::BadAuditorResponse(ResponseError::UnexpectedAuditor { .. })) => {}
+        other => panic!("expected an unexpected-auditor error, got {other:?}"),
+    }
+    stop.send(()).unwrap();
+
+    // 2. Signed by the right auditor, then tampered with: a rejection turned into a delivery.
+    let signer = auditor.clone();
+    let (url, stop) = fake_auditor(move |id| {
+        let mut response = AuditorResponse::sign(
+            &signer,
+            id,
+            Verdict::Reject(RejectReason::UserSuspended {
+                user: Pubkey::default(),
+            }),
+            None,
+            NOW,
+        )
+        .unwrap();
+        response.verdict = Verdict::Deliver;
+        SubmitAnswer {
+            response,
+            is_final: true,
+        }
+    });
+    let vendor = VendorClient::new(
+        url,
+        vendor_key.clone(),
+        vendor_cert.clone(),
+        pubkey_of(&auditor),
+    )
+    .unwrap();
+    match vendor.submit(&tx) {
+        Err(VendorError::BadAuditorResponse(ResponseError::BadSignature { .. })) => {}
+        other => panic!("expected a bad-signature error, got {other:?}"),
+    }
+    stop.send(()).unwrap();
+
+    // 3. A genuine response for another transaction (replayed).
+    let signer = auditor.clone();
+    let (url, stop) = fake_auditor(move |_| SubmitAnswer {
+        response: AuditorResponse::sign(
+            &signer,
+            TransactionId([1; 32]),
+            Verdict::Deliver,
+            None,
+            NOW,
+        )
+        .unwrap(),
+        is_final: true,
+    });
+    let vendor = VendorClient::new(url, vendor_key, vendor_cert, pubkey_of(&auditor)).unwrap();
+    match vendor.submit(&tx) {
+        Err(VendorError::BadAuditorResponse(ResponseError::WrongTransaction { .. })) => {}
+        other => panic!("expected a wrong-transaction error, got {other:?}"),
+    }
+    stop.send(()).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restart and exactly-once
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn restart_mid_traffic_answers_each_transaction_once_and_pays_each_payout_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = World::new(400);
+    let users: Vec<Party> = (0..4).map(|i| user(&mut world, 40 + i)).collect();
+    let vendors: Vec<(SigningKey, Certificate)> = (0..3)
+        .map(|i| {
+            let k = key(60 + i);
+            let c = world.enroll(&k, Role::Vendor, &format!("vendor {i}"));
+            (k, c)
+        })
+        .collect();
+    let auditor = pubkey_of(&world.auditor);
+
+    // 4 users × 30 one-token payments, spread over 3 vendors, all prepared in advance.
+    let mut plans: Vec<Vec<(usize, PaymentTransaction)>> = vec![Vec::new(); users.len()];
+    for round in 0..30 {
+        for (u, party) in users.iter().enumerate() {
+            let v = (round + u) % vendors.len();
+            let tokens = world.take_tokens(1);
+            let payment = PaymentTransaction::user_sign(
+                &party.key,
+                party.cert.clone(),
+                vendors[v].1.clone(),
+                NOW,
+                tokens,
+                format!("{u}/{round}"),
+            )
+            .unwrap();
+            plans[u].push((v, payment.countersign(&vendors[v].0).unwrap()));
+        }
+    }
+
+    let service = world.start(Some(dir.path().to_path_buf()), 8);
+    let url = service.url();
+    // Each user's payments go in order from one thread; answers are recorded as they come.
+    let answers: Arc<Mutex<HashMap<TransactionId, SubmitAnswer>>> = Arc::default();
+    let threads: Vec<_> = plans
+        .iter()
+        .cloned()
+        .map(|plan| {
+            let answers = Arc::clone(&answers);
+            let vendors = vendors.clone();
+            let url = url.clone();
+            std::thread::spawn(move || {
+                for (v, tx) in plan {
+                    let client = VendorClient::new(
+                        url.clone(),
+                        vendors[v].0.clone(),
+                        vendors[v].1.clone(),
+                        auditor,
+                    )
+                    .unwrap();
+                    match client.submit(&tx) {
+                        Ok(answer) => {
+                            answers.lock().unwrap().insert(tx.id().unwrap(), answer);
+                        }
+                        Err(_) => return, // the service is gone: stop this vendor
+                    }
+                }
+            })
+        })
+        .collect();
+    // Stop mid-traffic: once some answers are in, kill the service (no draining).
+    wait_for(|| (answers.lock().unwrap().len() >= 20).then_some(()));
+    service.kill().unwrap();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let before_restart = answers.lock().unwrap().clone();
+    assert!(before_restart.len() >= 20);
+    eprintln!("answered before the kill: {} of 120", before_restart.len());
+
+    // Restart on the same data directory (the chain and the payout chain persist).
+    let service = world.start(Some(dir.path().to_path_buf()), 8);
+    let mut finals: HashMap<TransactionId, SubmitAnswer> = HashMap::new();
+    for plan in &plans {
+        for (v, tx) in plan {
+            let client = VendorClient::new(
+                service.url(),
+                vendors[*v].0.clone(),
+                vendors[*v].1.clone(),
+                auditor,
+            )
+            .unwrap();
+            let id = tx.id().unwrap();
+            // A vendor that lost its answer asks first and only resubmits what the auditor lacks.
+            let answer = match client.status(&id).unwrap() {
+                Some(answer) => answer,
+                None => client.submit(tx).unwrap(),
+            };
+            let answer = if answer.is_final {
+                answer
+            } else {
+                client.await_final(&id, Duration::from_secs(30)).unwrap()
+            };
+            finals.insert(id, answer);
+        }
+    }
+    // Every transaction has exactly one final answer, consistent with what was said before the
+    // crash: a deliver stays a deliver; nothing was presented twice (no vendor flagged).
+    assert_eq!(finals.len(), 120);
+    for (id, before) in &before_restart {
+        if before.is_final {
+            assert_eq!(
+                verdict(&finals[id]),
+                verdict(before),
+                "transaction {id} changed its answer"
+            );
+        }
+    }
+    assert!(
+        finals.values().all(|a| verdict(a) == &Verdict::Deliver),
+        "every token is genuine and fresh"
+    );
+    let mut owed = HashMap::<Pubkey, u64>::new();
+    for plan in &plans {
+        for (v, _) in plan {
+            *owed.entry(vendors[*v].1.subject).or_default() += VALUE * 8 / 10;
+        }
+    }
+    for (vendor, amount) in &owed {
+        let (_, account) = get_json(&format!("{}/v1/vendors/{vendor}", service.url()));
+        assert_eq!(
+            account["double_sellings"], 0,
+            "vendor {vendor} flagged as a double seller"
+        );
+        assert_eq!(account["accrued"], *amount, "vendor {vendor} accrued");
+    }
+    // Blocks still queued at the kill were resumed; then every payout lands exactly once.
+    service.shutdown().unwrap();
+    let service = world.start(Some(dir.path().to_path_buf()), 8);
+    let report: serde_json::Value = http()
+        .post(format!("{}/v1/settle", service.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
+    let (_, status) = get_json(&format!("{}/v1/status", service.url()));
+    assert!(
+        status["pending_blocks"].as_array().unwrap().is_empty(),
+        "{status}"
+    );
+    assert!(
+        status["pending_payouts"].as_array().unwrap().is_empty(),
+        "{status}"
+    );
+    let chain = world.payouts.chain.lock().unwrap();
+    for (vendor, amount) in &owed {
+        assert_eq!(
+            chain.balances.get(vendor).copied().unwrap_or(0),
+            *amount,
+            "vendor {vendor} paid on-chain"
+        );
+    }
+    assert_eq!(
+        chain.markers.len(),
+        chain.transactions.len(),
+        "one transaction per key"
+    );
+    drop(chain);
+    service.shutdown().unwrap();
+}
+
+/// The engine's settings in these tests: ρ = 20 %, neutral trust, N = W0 = 4.
+fn engine_config() -> AuditorConfig {
+    AuditorConfig {
+        withholding: Withholding::from_bps(2000).unwrap(),
+        trust_model: TrustModel::Neutral,
+        trust_scale: TrustScale::Initial,
+        initial_block_size: 4,
+        paper_mode: false,
+    }
+}
+
+/// An engine whose store holds accrued balances for `vendors`.
+fn store_owing(vendors: &[(Pubkey, u64)]) -> Auditor<MemoryStore> {
+    let mut store = MemoryStore::new();
+    store
+        .apply(&ChangeSet {
+            vendor_credits: vendors
+                .iter()
+                .map(|(vendor, amount)| VendorPayout {
+                    vendor: *vendor,
+                    amount: *amount,
+                })
+                .collect(),
+            ..ChangeSet::default()
+        })
+        .unwrap();
+    Auditor::new(store, engine_config()).unwrap()
+}
+
+#[test]
+fn settlement_crash_after_send_before_completion_pays_exactly_once() {
+    let (a, b) = (Pubkey::new_unique(), Pubkey::new_unique());
+    let mut store = store_owing(&[(a, 800), (b, 1_600)]);
+    let journal = Journal::in_memory().unwrap();
+    let mut payouts = FakePayouts::default();
+    // The transfer executes but the answer is lost (the settler cannot tell).
+    payouts.chain.lock().unwrap().lose_next_answer = true;
+    payouts.chain.lock().unwrap().down = false;
+    let first = settle_once(&mut store, &journal, &mut payouts).unwrap();
+    // The marker shows it landed: completed without a second transfer.
+    assert_eq!(first.batches.len(), 1);
+    assert_eq!(first.batches[0].status, "completed");
+    // Again, and after a "restart" (a new sender over the same chain): nothing more is paid.
+    let second = settle_once(&mut store, &journal, &mut payouts.clone()).unwrap();
+    assert!(second.batches.is_empty(), "{second:?}");
+    let chain = payouts.chain.lock().unwrap();
+    assert_eq!(chain.balances[&a], 800);
+    assert_eq!(chain.balances[&b], 1_600);
+    assert_eq!(chain.transactions.len(), 1);
+    assert_eq!(store.vendor(&a).unwrap().settled, 800);
+    assert_eq!(store.pending_payouts().unwrap(), vec![]);
+}
+
+#[test]
+fn settlement_with_chain_down_stays_in_flight_then_recovers_and_pays_once() {
+    let vendor = Pubkey::new_unique();
+    let mut store = store_owing(&[(vendor, 2_400)]);
+    let journal = Journal::in_memory().unwrap();
+    let mut payouts = FakePayouts::default();
+    payouts.chain.lock().unwrap().down = true;
+    let first = settle_once(&mut store, &journal, &mut payouts).unwrap();
+    assert_eq!(first.batches[0].status, "in_flight");
+    assert_eq!(first.errors.len(), 1);
+    assert_eq!(store.vendor(&vendor).unwrap().in_flight, 2_400);
+    // Signed but not landed: the journal holds the signature; a run with the chain back resends
+    // for the same key, and a third run pays nothing more.
+    assert!(journal.settlements_open().unwrap()[0].signature.is_some());
+    payouts.chain.lock().unwrap().down = false;
+    let second = settle_once(&mut store, &journal, &mut payouts).unwrap();
+    assert_eq!(second.batches.len(), 1);
+    assert!(second.batches[0].recovered);
+    assert_eq!(second.batches[0].status, "completed");
+    let third = settle_once(&mut store, &journal, &mut payouts).unwrap();
+    assert!(third.batches.is_empty());
+    assert_eq!(payouts.chain.lock().unwrap().balances[&vendor], 2_400);
+    let account = store.vendor(&vendor).unwrap();
+    assert_eq!((account.settled, account.in_flight), (2_400, 0));
+}
+
+#[test]
+fn settlement_reserved_but_never_signed_is_aborted_and_paid_in_a_new_batch() {
+    let vendor = Pubkey::new_unique();
+    let mut store = store_owing(&[(vendor, 500)]);
+    let journal = Journal::in_memory().unwrap();
+    // A crash right after reserving: key journaled, batch in flight, nothing signed.
+    journal.settlement_begin("crashed-before-signing").unwrap();
+    store
+        .begin_settlement(
+            "crashed-before-signing",
+            &[VendorPayout {
+                vendor,
+                amount: 500,
+            }],
+        )
+        .unwrap();
+    let mut payouts = FakePayouts::default();
+    let report = settle_once(&mut store, &journal, &mut payouts).unwrap();
+    assert_eq!(report.batches[0].status, "aborted");
+    assert_eq!(report.batches[1].status, "completed");
+    assert_eq!(payouts.chain.lock().unwrap().balances[&vendor], 500);
+    assert!(!payouts
+        .chain
+        .lock()
+        .unwrap()
+        .markers
+        .contains("crashed-before-signing"));
+    assert_eq!(store.vendor(&vendor).unwrap().settled, 500);
+}
+
+/// The SPL token account's `amount` (bytes 64..72 of the 165-byte layout).
+fn token_amount(ledger: &dyn mupib_chain::ledger::Ledger, account: &Pubkey) -> u64 {
+    let data = ledger
+        .get_account(account)
+        .unwrap()
+        .expect("token account exists")
+        .data;
+    u64::from_le_bytes(data[64..72].try_into().unwrap())
+}
+
+#[test]
+fn ledger_payouts_settle_on_the_embedded_ledger_and_a_resent_batch_never_pays_twice() {
+    use mupib_chain::deploy::Deployment;
+    use mupib_chain::ledger::{EmbeddedLedger, Ledger};
+    use mupib_chain::spl;
+    use mupib_service::LedgerPayouts;
+    use solana_sdk::signature::{Keypair, Signer};
+
+    let ledger: Arc<dyn Ledger> = Arc::new(EmbeddedLedger::ephemeral().unwrap());
+    let deployment = Deployment::setup(ledger.as_ref(), 6, 1_000_000).unwrap();
+    spl::mint_to(
+        ledger.as_ref(),
+        &deployment.admin,
+        &deployment.mint,
+        &deployment.auditor_token,
+        100_000,
+    )
+    .unwrap();
+    let vendors: Vec<(Pubkey, Pubkey)> = (0..2)
+        .map(|_| {
+            let owner = Pubkey::new_unique();
+            let account = Keypair::new();
+            spl::create_token_account(
+                ledger.as_ref(),
+                &deployment.auditor,
+                &account,
+                &deployment.mint,
+                &owner,
+            )
+            .unwrap();
+            (owner, account.pubkey())
+        })
+        .collect();
+    let auditor = || Keypair::new_from_array(*deployment.auditor.secret_bytes());
+    let mut payouts = LedgerPayouts::new(
+        Arc::clone(&ledger),
+        auditor(),
+        deployment.auditor_token,
+        vendors.iter().copied().collect(),
+    );
+    let mut store = store_owing(&[(vendors[0].0, 800), (vendors[1].0, 1_600)]);
+    let journal = Journal::in_memory().unwrap();
+
+    let report = settle_once(&mut store, &journal, &mut payouts).unwrap();
+    assert_eq!(report.batches.len(), 1);
+    assert_eq!(report.batches[0].status, "completed");
+    assert_eq!(report.batches[0].amount, 2_400);
+    assert_eq!(token_amount(ledger.as_ref(), &vendors[0].1), 800);
+    assert_eq!(token_amount(ledger.as_ref(), &vendors[1].1), 1_600);
+    assert_eq!(
+        token_amount(ledger.as_ref(), &deployment.auditor_token),
+        100_000 - 2_400
+    );
+    let key = report.batches[0].key.clone();
+    assert!(
+        payouts.landed(&key).unwrap(),
+        "the batch's marker account exists"
+    );
+
+    // Replaying the batch: the same key signed again (fresh blockhash) cannot execute twice.
+    let items = [
+        VendorPayout {
+            vendor: vendors[0].0,
+            amount: 800,
+        },
+        VendorPayout {
+            vendor: vendors[1].0,
+            amount: 1_600,
+        },
+    ];
+    let again = payouts.sign(&key, &items).unwrap();
+    assert!(
+        payouts.send(&again).is_err(),
+        "the marker account already exists"
+    );
+    assert_eq!(token_amount(ledger.as_ref(), &vendors[0].1), 800);
+
+    // A crash after sending, before completing: recovery finds the marker and does not resend.
+    store
+        .store_mut()
+        .apply(&ChangeSet {
+            vendor_credits: vec![VendorPayout {
+                vendor: vendors[0].0,
+                amount: 400,
+            }],
+            ..ChangeSet::default()
+        })
+        .unwrap();
+    let crash_key = "0123456789abcdef0123456789abcdef";
+    journal.settlement_begin(crash_key).unwrap();
+    let crash_items = [VendorPayout {
+        vendor: vendors[0].0,
+        amount: 400,
+    }];
+    store.begin_settlement(crash_key, &crash_items).unwrap();
+    let signed = payouts.sign(crash_key, &crash_items).unwrap();
+    journal
+        .settlement_signed(crash_key, &signed.signature)
+        .unwrap();
+    payouts.send(&signed).unwrap();
+    // ... the process dies here; a new one recovers.
+    let mut restarted = LedgerPayouts::new(
+        Arc::clone(&ledger),
+        auditor(),
+        deployment.auditor_token,
+        vendors.iter().copied().collect(),
+    );
+    let report = settle_once(&mut store, &journal, &mut restarted).unwrap();
+    assert_eq!(report.batches.len(), 1, "{report:?}");
+    assert!(report.batches[0].recovered);
+    assert_eq!(report.batches[0].status, "completed");
+    assert_eq!(
+        report.batches[0].signature.as_deref(),
+        Some(signed.signature.as_str())
+    );
+    assert_eq!(token_amount(ledger.as_ref(), &vendors[0].1), 1_200);
+    assert_eq!(store.vendor(&vendors[0].0).unwrap().settled, 1_200);
+    assert_eq!(store.pending_payouts().unwrap(), vec![]);
+}
+
+/// A chain that reports each block it is asked to verify and then waits for the gate to open.
+struct GatedChain {
+    chain: SharedChain,
+    entered: std::sync::mpsc::Sender<u64>,
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl BlockVerifier for GatedChain {
+    fn verify(&mut self, block: &BlockSubmission) -> Result<Vec<Decision>, VerifierError> {
+        let _ = self.entered.send(block.block_id);
+        let (open, signal) = &*self.gate;
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = signal.wait(open).unwrap();
+        }
+        drop(open);
+        self.chain.verify(block)
+    }
+}
+
+#[test]
+fn full_block_queue_answers_503_and_long_poll_returns_wait_until_decided() {
+    let mut world = World::new(8);
+    let users: Vec<Party> = (0..3).map(|i| user(&mut world, 80 + i)).collect();
+    let vendor_key = key(90);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let verifier = GatedChain {
+        chain: world.chain.clone(),
+        entered: entered_tx,
+        gate: Arc::clone(&gate),
+    };
+    // W0 = 1: every payment forms a block; the queue holds one block.
+    let service = world.start_with(None, 1, Box::new(verifier), 1);
+    let vendor = VendorClient::new(
+        service.url(),
+        vendor_key,
+        vendor_cert,
+        pubkey_of(&world.auditor),
+    )
+    .unwrap();
+
+    let first = pay(&users[0], &vendor, world.take_tokens(1), "a");
+    assert_eq!(verdict(&vendor.submit(&first).unwrap()), &Verdict::Wait);
+    let first_block = entered.recv().unwrap(); // the worker holds block 1 at the chain
+    let second = pay(&users[1], &vendor, world.take_tokens(1), "b");
+    assert_eq!(verdict(&vendor.submit(&second).unwrap()), &Verdict::Wait); // block 2 fills the queue
+    let before = snapshot(&service);
+    let third = pay(&users[2], &vendor, world.take_tokens(1), "c");
+    match vendor.submit(&third) {
+        Err(VendorError::Refused { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (503, "overloaded"))
+        }
+        other => panic!("expected 503 overloaded, got {other:?}"),
+    }
+    assert_eq!(
+        snapshot(&service),
+        before,
+        "a refused submission writes nothing"
+    );
+    let (status, _) = get_json(&format!(
+        "{}/v1/users/{}",
+        service.url(),
+        users[2].cert.subject
+    ));
+    assert_eq!(status, 404);
+
+    // A long-poll that ends before the decision returns the signed wait answer, not final.
+    let (status, body) = get_json(&format!(
+        "{}/v1/transactions/{}/final?wait=1s",
+        service.url(),
+        first.id().unwrap()
+    ));
+    assert_eq!(status, 200);
+    assert_eq!(body["final"], false);
+    assert_eq!(body["response"]["verdict"]["verdict"], "wait");
+    assert_eq!(body["response"]["block_id"], first_block);
+
+    // Open the gate: both blocks are decided, the third payment is accepted now.
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    for tx in [&first, &second] {
+        let answer = vendor
+            .await_final(&tx.id().unwrap(), Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(verdict(&answer), &Verdict::Deliver);
+    }
+    assert_eq!(verdict(&vendor.submit(&third).unwrap()), &Verdict::Wait);
+    service.shutdown().unwrap();
+}

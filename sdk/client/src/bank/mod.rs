@@ -5,355 +5,47 @@
 //!
 //! The bank's own data (the plan of a mint in progress, the batches it minted, the signed
 //! tokens not yet handed out, and a record of every hand-out) is a JSON file written atomically
-//! ([`write_file_atomic`]). A mint is planned in that file before the first transaction, so an
-//! interrupted mint is finished by [`BankClient::resume_mint`]: each batch's on-chain state
-//! (`published` counter, `sealed` flag) says where to continue, and token signatures are
-//! deterministic (ed25519), so the same tokens are re-derived.
+//! ([`write_file_atomic`](crate::wallet::write_file_atomic)); its types and load/save are in
+//! `bank/state.rs`, the errors in `bank/error.rs`. A mint is planned in that file before the
+//! first transaction, so an interrupted mint is finished by [`BankClient::resume_mint`]: each
+//! batch's on-chain state (`published` counter, `sealed` flag) says where to continue, and token
+//! signatures are deterministic (ed25519), so the same tokens are re-derived.
 //!
 //! The bank's payment account is its associated token account of the payment mint
 //! (`Config.mint`); [`fund_payment_account`] is how a mint authority (the admin on the embedded
 //! ledger) gives it money.
 
+mod error;
+mod state;
+
 use std::collections::HashSet;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use mupib::constants::MAX_BATCH_TOKENS;
 use mupib::instructions::BatchCreateArgs;
 use mupib::state::Batch;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use solana_sdk::pubkey::Pubkey;
 use solana_sdk::signature::{Keypair, Signer};
 
-use super::wallet::{write_file_atomic, Wallet, WalletError};
+use super::wallet::Wallet;
 use mupib_chain::batch::{
     commitments_per_publish_transaction, BatchPublisher, PublishError, PublishProgress,
 };
+use mupib_chain::ledger::Ledger;
 use mupib_chain::ledger::PACKET_DATA_SIZE;
-use mupib_chain::ledger::{Ledger, LedgerError};
 use mupib_chain::program::accounts::{
-    fetch_bank_registration, fetch_batch, fetch_config, token_balance, BatchState, FetchError,
+    fetch_bank_registration, fetch_batch, fetch_config, token_balance, BatchState,
 };
 use mupib_chain::program::instructions as ix;
 use mupib_chain::program::instructions::SPL_TOKEN_ACCOUNT_LEN;
-use mupib_chain::spl::{payment_account, SplError};
-use mupib_protocol::cert::b58;
+use mupib_chain::spl::payment_account;
 use mupib_protocol::token::{Commitment, Token, TokenId};
 
-/// Version of the bank state file format.
-pub const BANK_STATE_VERSION: u32 = 1;
-
-/// Errors of the bank client.
-#[derive(Debug, thiserror::Error)]
-pub enum BankError {
-    /// A ledger call failed.
-    #[error(transparent)]
-    Ledger(#[from] LedgerError),
-    /// An account did not decode.
-    #[error(transparent)]
-    Fetch(#[from] FetchError),
-    /// A payment-account step failed.
-    #[error(transparent)]
-    Spl(#[from] SplError),
-    /// Publishing a batch failed (run the mint again to resume).
-    #[error(transparent)]
-    Publish(#[from] PublishError),
-    /// Delivering to a wallet failed (the hand-out was rolled back).
-    #[error(transparent)]
-    Wallet(#[from] WalletError),
-    /// The program has no `Config` on this ledger.
-    #[error("the µPIB program is not initialised on this ledger: run `mupib admin init` first")]
-    NotInitialised,
-    /// The program is paused.
-    #[error(
-        "the µPIB program is paused by the admin: minting is suspended until `mupib admin resume`"
-    )]
-    Paused,
-    /// The bank has no registration.
-    #[error(
-        "bank {bank} is not registered: ask the admin to run `mupib admin register-bank {bank}`"
-    )]
-    NotRegistered {
-        /// The bank.
-        bank: Pubkey,
-    },
-    /// The bank is registered but inactive.
-    #[error(
-        "bank {bank} is registered but suspended by the admin: ask the admin to re-activate it"
-    )]
-    Inactive {
-        /// The bank.
-        bank: Pubkey,
-    },
-    /// A mint request is invalid.
-    #[error("invalid mint request: {0}")]
-    InvalidRequest(String),
-    /// `count × value` does not fit a u64.
-    #[error("{count} tokens of value {value} are worth more than {max} base units (u64): mint fewer tokens or a smaller value")]
-    ValueOverflow {
-        /// Tokens.
-        count: u64,
-        /// Value of one token.
-        value: u64,
-        /// `u64::MAX`.
-        max: u64,
-    },
-    /// The bank's payment account holds too little.
-    #[error("the bank's payment account {account} holds {available} base units, the escrow needs {needed}: fund it first (`mupib admin fund {bank} --amount ...`)")]
-    InsufficientFunds {
-        /// The bank.
-        bank: Pubkey,
-        /// Its payment account.
-        account: Pubkey,
-        /// Balance.
-        available: u64,
-        /// Needed.
-        needed: u64,
-    },
-    /// The bank holds too few lamports for rent deposits and fees.
-    #[error("bank {bank} holds {available} lamports, minting needs about {needed} for rent deposits and fees: send it SOL")]
-    InsufficientLamports {
-        /// The bank.
-        bank: Pubkey,
-        /// Balance.
-        available: u64,
-        /// Estimated need.
-        needed: u64,
-    },
-    /// A mint is already in progress.
-    #[error("an interrupted mint of batches {batch_ids:?} is unfinished: finish it first (`mupib bank mint --resume`)")]
-    MintInProgress {
-        /// Its batches.
-        batch_ids: Vec<u64>,
-    },
-    /// An on-chain batch does not match what the bank planned or signed.
-    #[error("batch {batch_id} on the ledger does not match the bank's records ({reason}): the data directory and the ledger disagree; do not reuse this batch id")]
-    Conflict {
-        /// The batch.
-        batch_id: u64,
-        /// What differs.
-        reason: String,
-    },
-    /// An account that a transaction just created is missing.
-    #[error("{0} is missing on the ledger after the transaction that creates it")]
-    Missing(String),
-    /// A transaction would exceed the packet size.
-    #[error("a {what} transaction is {size} bytes, above the {limit}-byte limit")]
-    TransactionTooLarge {
-        /// Which.
-        what: &'static str,
-        /// Its size.
-        size: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// No batch with this id in the bank's records.
-    #[error("bank has no batch {batch_id} in its records: list them with `mupib bank batches`")]
-    UnknownBatch {
-        /// The batch.
-        batch_id: u64,
-    },
-    /// The batch cannot be closed yet.
-    #[error("batch {batch_id} cannot be closed before it expires at {expires_at} (now {now}) unless every token is spent ({spent} of {token_count})")]
-    NotClosable {
-        /// The batch.
-        batch_id: u64,
-        /// Expiry.
-        expires_at: i64,
-        /// Now.
-        now: i64,
-        /// Spent tokens.
-        spent: u32,
-        /// Tokens.
-        token_count: u32,
-    },
-    /// Not enough unissued tokens.
-    #[error("the bank holds {available} unexpired tokens not yet handed out, {requested} requested: mint more (`mupib bank mint`)")]
-    NotEnoughTokens {
-        /// Requested.
-        requested: u64,
-        /// Available.
-        available: u64,
-    },
-    /// The bank state file is corrupt.
-    #[error("bank state file {path} is corrupt ({reason}); it was left untouched: restore it from a backup")]
-    CorruptState {
-        /// The file.
-        path: PathBuf,
-        /// What was wrong.
-        reason: String,
-    },
-    /// The bank state file belongs to another bank.
-    #[error("bank state file {path} belongs to bank {owner}, not {bank}: use that bank's keypair or another data directory")]
-    WrongBank {
-        /// The file.
-        path: PathBuf,
-        /// Its bank.
-        owner: Pubkey,
-        /// The key used.
-        bank: Pubkey,
-    },
-    /// Reading or writing the state file failed.
-    #[error("bank state file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-    /// A count or amount overflowed.
-    #[error("arithmetic overflow in {0}")]
-    Overflow(&'static str),
-}
-
-// ---------------------------------------------------------------------------------------------
-// State file
-// ---------------------------------------------------------------------------------------------
-
-/// One batch of a planned mint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlannedBatch {
-    /// The batch id.
-    pub batch_id: u64,
-    /// Its tokens.
-    pub token_count: u32,
-}
-
-/// A mint planned in the state file before its first transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MintJob {
-    /// Value of each token.
-    pub value: u64,
-    /// Issue time of every token.
-    pub issued_at: i64,
-    /// Expiry of every batch.
-    pub expires_at: i64,
-    /// The batches, in order.
-    pub batches: Vec<PlannedBatch>,
-    /// Ids of the batches already sealed and recorded.
-    pub completed: Vec<u64>,
-}
-
-/// A batch the bank minted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchRecord {
-    /// The batch id.
-    pub batch_id: u64,
-    /// The batch PDA.
-    #[serde(with = "b58::pubkey")]
-    pub batch: Pubkey,
-    /// Its escrow.
-    #[serde(with = "b58::pubkey")]
-    pub escrow: Pubkey,
-    /// Tokens.
-    pub token_count: u32,
-    /// Value of each token.
-    pub value: u64,
-    /// Issue time.
-    pub issued_at: i64,
-    /// Expiry.
-    pub expires_at: i64,
-    /// `token_count × value`, moved into the escrow.
-    pub escrow_amount: u64,
-    /// Lamports deposited as rent (batch + escrow accounts).
-    pub rent_lamports: u64,
-    /// Whether the bank closed it.
-    pub closed: bool,
-}
-
-/// Tokens handed to a recipient.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Handout {
-    /// The recipient.
-    #[serde(with = "b58::pubkey")]
-    pub recipient: Pubkey,
-    /// The tokens.
-    pub tokens: Vec<TokenId>,
-    /// When.
-    pub at: i64,
-}
-
-/// The bank's data file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BankState {
-    /// [`BANK_STATE_VERSION`].
-    pub version: u32,
-    /// The bank.
-    #[serde(with = "b58::pubkey")]
-    pub bank: Pubkey,
-    /// A mint in progress.
-    pub pending_mint: Option<MintJob>,
-    /// Every batch minted.
-    pub batches: Vec<BatchRecord>,
-    /// Signed tokens of sealed batches not yet handed out.
-    pub unissued: Vec<Token>,
-    /// Every hand-out.
-    pub handouts: Vec<Handout>,
-}
-
-impl BankState {
-    fn new(bank: Pubkey) -> BankState {
-        BankState {
-            version: BANK_STATE_VERSION,
-            bank,
-            pending_mint: None,
-            batches: Vec::new(),
-            unissued: Vec::new(),
-            handouts: Vec::new(),
-        }
-    }
-}
-
-/// Loads the state file (an absent file is an empty state).
-fn load_state(path: &Path, bank: Pubkey) -> Result<BankState, BankError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BankState::new(bank)),
-        Err(source) => {
-            return Err(BankError::Io {
-                path: path.to_owned(),
-                source,
-            })
-        }
-    };
-    let state: BankState = serde_json::from_slice(&bytes).map_err(|e| BankError::CorruptState {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    if state.version != BANK_STATE_VERSION {
-        return Err(BankError::CorruptState {
-            path: path.to_owned(),
-            reason: format!(
-                "format version {} (this program reads {BANK_STATE_VERSION})",
-                state.version
-            ),
-        });
-    }
-    if state.bank != bank {
-        return Err(BankError::WrongBank {
-            path: path.to_owned(),
-            owner: state.bank,
-            bank,
-        });
-    }
-    Ok(state)
-}
-
-fn save_state(path: &Path, state: &BankState) -> Result<(), BankError> {
-    let bytes = serde_json::to_vec_pretty(state).map_err(|e| BankError::Io {
-        path: path.to_owned(),
-        source: std::io::Error::other(e),
-    })?;
-    write_file_atomic(path, &bytes).map_err(|source| BankError::Io {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Mint
-// ---------------------------------------------------------------------------------------------
+pub use error::BankError;
+use state::{load_state, save_state};
+pub use state::{BankState, BatchRecord, Handout, MintJob, PlannedBatch, BANK_STATE_VERSION};
 
 /// What to mint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1045,7 +737,7 @@ const _: () = assert!(PACKET_DATA_SIZE == 1232);
 mod tests {
     use super::*;
     use mupib_chain::admin::register_bank;
-    use mupib_chain::ledger::{EmbeddedLedger, Receipt};
+    use mupib_chain::ledger::{EmbeddedLedger, LedgerError, Receipt};
     use mupib_chain::program::pda;
     use mupib_chain::spl::{self, fund_payment_account};
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,6 @@
 //! `mupib auditor <serve|status|trace|settle>`: run the auditor service, inspect it, settle payouts.
 
+use mupib_protocol::block::MAX_INITIAL_BLOCK_SIZE;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -135,8 +136,11 @@ pub struct ServeArgs {
     /// Trust scale N.
     #[arg(long, value_enum, default_value_t)]
     trust_scale: TrustScaleArg,
-    /// Initial block size W0 for new users, in tokens.
-    #[arg(long, default_value_t = 100)]
+    /// Initial block size W0 for new users, in tokens: 1 to 9 873 (a block holds up to W − 1
+    /// queued tokens plus one payment of up to 128 tokens, and the program verifies at most
+    /// 10 000 tokens per block).
+    #[arg(long, default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_INITIAL_BLOCK_SIZE))]
     initial_block_size: u64,
     /// Withholding ρ on vendor payouts: "20%", "0.2" or "2000bps".
     #[arg(long, default_value = "20%")]

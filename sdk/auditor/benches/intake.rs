@@ -37,9 +37,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use mupib_auditor::store::{MemoryStore, SqliteStore, Store};
 use mupib_auditor::{Auditor, AuditorConfig, BlockOutcome, SimulatedChain, TransactionSummary};
-use mupib_protocol::block::BlockVerifier;
+use mupib_protocol::block::{BlockVerification, BlockVerifier};
 use mupib_protocol::cert::{pubkey_of, Certificate, Registry, Role};
-use mupib_protocol::decision::Decision;
 use mupib_protocol::money::Withholding;
 use mupib_protocol::response::{AuditorResponse, Verdict};
 use mupib_protocol::token::Token;
@@ -553,7 +552,7 @@ fn grouped_batch<S: Store>(
     start: Instant,
     collected: Instant,
     stats: &mut RunStats,
-    carried: &mut Vec<(u64, Vec<Decision>)>,
+    carried: &mut Vec<(u64, BlockVerification)>,
 ) -> BenchResult<()> {
     let t = Instant::now();
     let (outcomes, intakes) = auditor.apply_decisions_and_intake_batch(carried, summaries)?;
@@ -618,7 +617,7 @@ fn flush_decisions<S: Store>(
     chain: &mut SimulatedChain,
     work: &Workload,
     stats: &mut RunStats,
-    carried: &mut Vec<(u64, Vec<Decision>)>,
+    carried: &mut Vec<(u64, BlockVerification)>,
 ) -> BenchResult<()> {
     while !carried.is_empty() {
         grouped_batch(

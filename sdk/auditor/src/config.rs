@@ -1,8 +1,10 @@
 //! The engine's settings and a user's terms (paper §4.2 step 1: the auditor chooses e, N and
 //! W0,u for each user).
 
+use mupib_protocol::block::{MAX_BLOCK_TOKENS, MAX_INITIAL_BLOCK_SIZE};
 use mupib_protocol::money::Withholding;
-use mupib_protocol::trust::{TrustModel, TrustScale, TrustState, MAX_BLOCK_SIZE};
+use mupib_protocol::transaction::MAX_TOKENS_PER_TRANSACTION;
+use mupib_protocol::trust::{TrustModel, TrustScale, TrustState};
 use mupib_protocol::Pubkey;
 use serde::{Deserialize, Serialize};
 
@@ -37,10 +39,12 @@ pub struct UserTerms {
 }
 
 pub(crate) fn check_terms(initial_block_size: u64) -> Result<(), EngineError> {
-    if initial_block_size == 0 || initial_block_size > MAX_BLOCK_SIZE {
+    if initial_block_size == 0 || initial_block_size > MAX_INITIAL_BLOCK_SIZE {
         return Err(EngineError::Config(format!(
-            "initial block size {initial_block_size} must be between 1 and {}",
-            MAX_BLOCK_SIZE
+            "initial block size {initial_block_size} must be between 1 and {MAX_INITIAL_BLOCK_SIZE}: \
+             a block holds up to W − 1 queued tokens plus one transaction of up to \
+             {MAX_TOKENS_PER_TRANSACTION} tokens, and the chain verifies at most \
+             {MAX_BLOCK_TOKENS} tokens per block"
         )));
     }
     Ok(())

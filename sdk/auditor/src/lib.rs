@@ -30,6 +30,7 @@ pub use config::{AuditorConfig, UserTerms};
 pub use engine::Auditor;
 pub use error::EngineError;
 pub use outcome::{
-    BlockOutcome, EngineVerdict, IntakeOutcome, Processed, TransactionSummary, TransactionVerdict,
+    BlockOutcome, ChainPayment, EngineVerdict, IntakeOutcome, Processed, TransactionSummary,
+    TransactionVerdict,
 };
 pub use simulated::SimulatedChain;

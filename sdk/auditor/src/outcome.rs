@@ -119,6 +119,34 @@ pub struct BlockOutcome {
     pub next_block: Option<BlockSubmission>,
     /// The block's invalid tokens with their decisions, in block order (what a rejection names).
     pub invalid: Vec<TokenDecision>,
+    /// What the chain paid for the block against what its valid tokens are worth (`None` when
+    /// the decisions came without the payment, e.g. from a test).
+    #[serde(default)]
+    pub payment: Option<ChainPayment>,
+}
+
+/// The chain's payment for a block, reconciled with the engine's own account of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainPayment {
+    /// Σ v over the block's valid tokens, from the bank-signed token values: what the escrows
+    /// must have paid.
+    pub expected: u64,
+    /// What the escrows paid the auditor (the program's `Block.amount_paid`).
+    pub paid: u64,
+}
+
+impl ChainPayment {
+    /// The chain paid exactly what the valid tokens are worth.
+    pub fn reconciled(&self) -> bool {
+        self.expected == self.paid
+    }
+}
+
+impl BlockOutcome {
+    /// The chain paid a different amount than the block's valid tokens are worth: an alarm.
+    pub fn payment_mismatch(&self) -> bool {
+        self.payment.is_some_and(|p| !p.reconciled())
+    }
 }
 
 impl IntakeOutcome {

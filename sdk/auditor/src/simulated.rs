@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use mupib_protocol::block::{BlockSubmission, BlockVerifier, VerifierError};
+use mupib_protocol::block::{BlockSubmission, BlockVerification, BlockVerifier, VerifierError};
 use mupib_protocol::decision::Decision;
 use mupib_protocol::token::{TokenDigest16, TokenId, TokenRef};
 use mupib_protocol::Pubkey;
@@ -26,7 +26,7 @@ struct SimBatch {
 #[derive(Debug, Default, Clone)]
 pub struct SimulatedChain {
     batches: HashMap<(Pubkey, u64), SimBatch>,
-    decided: HashMap<u64, Vec<Decision>>,
+    decided: HashMap<u64, BlockVerification>,
     escrow_paid: u128,
     keep_decided: bool,
 }
@@ -79,39 +79,48 @@ impl SimulatedChain {
     }
 
     /// Decides one entry with the program's rules, setting the spent flag of a valid token.
-    fn decide(&mut self, entry: &TokenRef) -> Decision {
+    /// Returns the decision and what the escrow paid for it.
+    fn decide(&mut self, entry: &TokenRef) -> (Decision, u64) {
         let Some(batch) = self.batches.get_mut(&(entry.id.bank, entry.id.batch_id)) else {
-            return Decision::Unpublished;
+            return (Decision::Unpublished, 0);
         };
         let Ok(index) = usize::try_from(entry.id.serial) else {
-            return Decision::Unpublished;
+            return (Decision::Unpublished, 0);
         };
         let (Some(digest), Some(spent)) = (batch.digests.get(index), batch.spent.get_mut(index))
         else {
-            return Decision::Unpublished;
+            return (Decision::Unpublished, 0);
         };
         if *digest != entry.digest {
-            return Decision::Altered;
+            return (Decision::Altered, 0);
         }
         if *spent {
-            return Decision::Duplicate;
+            return (Decision::Duplicate, 0);
         }
         *spent = true;
         self.escrow_paid = self.escrow_paid.saturating_add(u128::from(batch.value));
-        Decision::Valid
+        (Decision::Valid, batch.value)
     }
 }
 
 impl BlockVerifier for SimulatedChain {
-    fn verify(&mut self, block: &BlockSubmission) -> Result<Vec<Decision>, VerifierError> {
+    fn verify(&mut self, block: &BlockSubmission) -> Result<BlockVerification, VerifierError> {
         if let Some(previous) = self.decided.get(&block.block_id) {
             return Ok(previous.clone());
         }
-        let decisions: Vec<Decision> = block.entries.iter().map(|e| self.decide(e)).collect();
-        if self.keep_decided {
-            self.decided.insert(block.block_id, decisions.clone());
+        let mut verification = BlockVerification {
+            decisions: Vec::with_capacity(block.entries.len()),
+            amount_paid: 0,
+        };
+        for entry in &block.entries {
+            let (decision, paid) = self.decide(entry);
+            verification.decisions.push(decision);
+            verification.amount_paid = verification.amount_paid.saturating_add(paid);
         }
-        Ok(decisions)
+        if self.keep_decided {
+            self.decided.insert(block.block_id, verification.clone());
+        }
+        Ok(verification)
     }
 }
 
@@ -152,7 +161,7 @@ mod tests {
                 entry(1, 2, 3), // valid
             ],
         };
-        let decisions = chain.verify(&block).unwrap();
+        let decisions = chain.verify(&block).unwrap().decisions;
         assert_eq!(
             decisions,
             vec![
@@ -172,7 +181,7 @@ mod tests {
             "an altered token is not spent"
         );
         // Resubmitting the block returns the same decisions and pays nothing more.
-        assert_eq!(chain.verify(&block).unwrap(), decisions);
+        assert_eq!(chain.verify(&block).unwrap().decisions, decisions);
         assert_eq!(chain.escrow_paid(), 100);
         // A later block presenting a spent token gets Duplicate.
         let later = BlockSubmission {
@@ -180,6 +189,9 @@ mod tests {
             user: bank(),
             entries: vec![entry(1, 2, 3)],
         };
-        assert_eq!(chain.verify(&later).unwrap(), vec![Decision::Duplicate]);
+        assert_eq!(
+            chain.verify(&later).unwrap().decisions,
+            vec![Decision::Duplicate]
+        );
     }
 }

@@ -256,7 +256,7 @@ impl Scenario {
                 let submission = auditor.submission(block_id).expect("submission");
                 // Tokens of this block were never spent before: a fresh chain decides them
                 // exactly as the setup's chain would.
-                let decisions = chain().verify(&submission).expect("verify");
+                let decisions = chain().verify(&submission).expect("verify").decisions;
                 format!(
                     "{:?}",
                     auditor

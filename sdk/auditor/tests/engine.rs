@@ -7,7 +7,7 @@ use mupib_auditor::{
     TransactionSummary, UserTerms,
 };
 
-use mupib_protocol::block::BlockVerifier;
+use mupib_protocol::block::{BlockVerification, BlockVerifier};
 
 use mupib_auditor::store::{
     MemoryStore, MisbehaviourKind, SqliteStore, Store, StoreError, TransactionStatus,
@@ -242,7 +242,7 @@ fn fill_block(
 
 fn verify(world: &mut World, auditor: &mut Auditor<MemoryStore>, block_id: u64) -> BlockOutcome {
     let submission = auditor.submission(block_id).expect("submission");
-    let decisions = world.chain.verify(&submission).expect("verify");
+    let decisions = world.chain.verify(&submission).expect("verify").decisions;
     auditor
         .apply_decisions(block_id, &decisions)
         .expect("apply")
@@ -377,7 +377,7 @@ fn applying_the_same_decisions_twice_changes_nothing_and_returns_the_same_outcom
     ];
     let block_id = fill_block(&mut world, &mut auditor, txs);
     let submission = auditor.submission(block_id).expect("submission");
-    let decisions = world.chain.verify(&submission).expect("verify");
+    let decisions = world.chain.verify(&submission).expect("verify").decisions;
     let first = auditor
         .apply_decisions(block_id, &decisions)
         .expect("apply");
@@ -398,7 +398,10 @@ fn applying_the_same_decisions_twice_changes_nothing_and_returns_the_same_outcom
         refund
     );
     // the chain also answers a resubmission with the same decisions
-    assert_eq!(world.chain.verify(&submission).expect("verify"), decisions);
+    assert_eq!(
+        world.chain.verify(&submission).expect("verify").decisions,
+        decisions
+    );
 }
 
 #[test]
@@ -559,7 +562,7 @@ fn suspension_at_intake_flushes_queued_delivered_transactions_to_the_chain() {
     assert!(out.user.suspended);
     let flush = out.block.expect("queued transactions are flushed");
     assert_eq!(flush.entries.len(), 2);
-    let decisions = world.chain.verify(&flush).expect("verify");
+    let decisions = world.chain.verify(&flush).expect("verify").decisions;
     let outcome = auditor
         .apply_decisions(flush.block_id, &decisions)
         .expect("apply");
@@ -692,7 +695,7 @@ fn paper_mode_turns_intake_detection_off_and_leaves_detection_to_the_chain() {
         "accepted: 2 + 2 ≥ W = 4 forms a block"
     );
     let block = replay.block.expect("block");
-    let decisions = world.chain.verify(&block).expect("verify");
+    let decisions = world.chain.verify(&block).expect("verify").decisions;
     assert_eq!(
         decisions,
         vec![
@@ -925,7 +928,7 @@ proptest! {
                           accrued: &mut u128, escrow: &mut u128, refunds: &mut u128| -> Result<(), TestCaseError> {
             let Some(block_id) = pending.pop_front() else { return Ok(()) };
             let submission = auditor.submission(block_id).expect("submission");
-            let decisions = world.chain.verify(&submission).expect("verify");
+            let decisions = world.chain.verify(&submission).expect("verify").decisions;
             let outcome = auditor.apply_decisions(block_id, &decisions).expect("apply");
             prop_assert!(outcome.settlement.check_balance().is_ok());
             *escrow += u128::from(outcome.settlement.escrow_paid.0);
@@ -1141,7 +1144,7 @@ fn run_scenario<S: Store>(
 ) -> (Vec<String>, Auditor<S>) {
     let mut auditor = Auditor::new(store, cfg).expect("auditor");
     let mut log = Vec::new();
-    let mut decided: Vec<(u64, Vec<Decision>)> = Vec::new();
+    let mut decided: Vec<(u64, BlockVerification)> = Vec::new();
     for (batch, answer) in batches.iter().zip(answer) {
         if batched {
             let (outcomes, results) = auditor
@@ -1162,13 +1165,13 @@ fn run_scenario<S: Store>(
         if *answer {
             for block in auditor.store().pending_blocks().expect("pending") {
                 let submission = auditor.submission(block.block_id).expect("submission");
-                let decisions = chain.verify(&submission).expect("verify");
+                let verification = chain.verify(&submission).expect("verify");
                 if batched {
-                    decided.push((block.block_id, decisions));
+                    decided.push((block.block_id, verification));
                 } else {
                     log.push(format!(
                         "{:?}",
-                        auditor.apply_decisions(block.block_id, &decisions)
+                        auditor.apply_verification(block.block_id, &verification)
                     ));
                 }
             }
@@ -1594,4 +1597,96 @@ fn process_batch_holds_transactions_behind_a_block_formed_in_the_batch_then_deci
         .pending_blocks()
         .expect("pending")
         .is_empty());
+}
+
+/// A bank whose batch is worth less than its tokens say (the escrow pays the batch value, the
+/// vendors were credited the token value): the chain's payment is reconciled with the block's
+/// valid tokens and the difference is an alarm on the outcome, not absorbed silently. A batch
+/// that pays what its tokens are worth reconciles.
+#[test]
+fn chain_payment_below_the_tokens_value_is_an_alarm_on_the_outcome() {
+    let mut world = World::new();
+    // A second batch whose on-chain value (60) is below what its tokens carry (VALUE = 100).
+    let cheap_batch = 77;
+    let digests = (0..10).map(|s| digest_of(cheap_batch, s)).collect();
+    world
+        .chain
+        .publish_batch(world.bank, cheap_batch, 60, digests);
+    let cheap = |serial: u32| TokenRef {
+        id: TokenId {
+            bank: key(250),
+            batch_id: cheap_batch,
+            serial,
+        },
+        value: VALUE,
+        digest: digest_of(cheap_batch, serial),
+    };
+    let mut auditor = auditor(TrustModel::Neutral, 4);
+    let tx = world.tx(key(USER), key(VENDOR), (0..4).map(cheap).collect());
+    let block = auditor.intake(&tx).expect("intake").block.expect("block");
+    let verification = world.chain.verify(&block).expect("verify");
+    assert_eq!(verification.amount_paid, 4 * 60);
+    let outcome = auditor
+        .apply_verification(block.block_id, &verification)
+        .expect("apply");
+    let payment = outcome.payment.expect("payment recorded");
+    assert_eq!((payment.expected, payment.paid), (4 * VALUE, 4 * 60));
+    assert!(outcome.payment_mismatch());
+    // Stored with the outcome: the alarm survives a restart.
+    assert_eq!(
+        auditor.block_outcome(block.block_id).expect("outcome"),
+        Some(outcome)
+    );
+
+    // A block of the honest batch reconciles.
+    let tx = world.valid_tx(key(USER + 1), key(VENDOR), 4);
+    let block = auditor.intake(&tx).expect("intake").block.expect("block");
+    let verification = world.chain.verify(&block).expect("verify");
+    let outcome = auditor
+        .apply_verification(block.block_id, &verification)
+        .expect("apply");
+    assert_eq!(
+        outcome.payment.map(|p| (p.expected, p.paid)),
+        Some((4 * VALUE, 4 * VALUE))
+    );
+    assert!(!outcome.payment_mismatch());
+}
+
+/// W0 is bounded where it is configured: a block holds up to W − 1 queued tokens plus one
+/// payment of up to 128 tokens and the chain verifies at most 10 000 per block, so a W0 above
+/// 9 873 would leave blocks the verifier refuses forever.
+#[test]
+fn initial_block_size_above_what_the_chain_verifies_is_refused_with_the_limit() {
+    use mupib_protocol::block::MAX_INITIAL_BLOCK_SIZE;
+    assert_eq!(MAX_INITIAL_BLOCK_SIZE, 9_873);
+    for w0 in [0, MAX_INITIAL_BLOCK_SIZE + 1, 1 << 40] {
+        match Auditor::new(
+            MemoryStore::new(),
+            config(TrustModel::Neutral, w0, 2000, false),
+        ) {
+            Err(EngineError::Config(message)) => {
+                assert!(message.contains("9873"), "{message}");
+                assert!(message.contains("10000"), "{message}");
+            }
+            other => panic!("W0 = {w0} accepted: {other:?}"),
+        }
+    }
+    let mut auditor = Auditor::new(
+        MemoryStore::new(),
+        config(TrustModel::Neutral, MAX_INITIAL_BLOCK_SIZE, 2000, false),
+    )
+    .expect("the largest W0 is accepted");
+    let terms = UserTerms {
+        trust_model: TrustModel::Neutral,
+        trust_scale: TrustScale::Initial,
+        initial_block_size: MAX_INITIAL_BLOCK_SIZE + 1,
+    };
+    assert!(matches!(
+        auditor.register_user(key(USER), terms),
+        Err(EngineError::Config(_))
+    ));
+    assert!(
+        auditor.user(&key(USER)).expect("user").is_none(),
+        "nothing written"
+    );
 }

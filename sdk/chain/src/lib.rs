@@ -41,4 +41,6 @@ const _: () = {
     assert!(Decision::Altered.code() == DECISION_ALTERED);
     assert!(Decision::Duplicate.code() == DECISION_DUPLICATE);
     assert!(Decision::Valid.code() == DECISION_VALID);
+    // The engine bounds W0 by the program's block limit.
+    assert!(mupib_protocol::block::MAX_BLOCK_TOKENS == mupib::constants::MAX_BLOCK_TOKENS as u64);
 };

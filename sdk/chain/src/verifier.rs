@@ -35,7 +35,7 @@ use mupib::instructions::BlockOpenArgs;
 use solana_sdk::pubkey::Pubkey;
 use solana_sdk::signature::{Keypair, Signer};
 
-use mupib_protocol::block::{BlockSubmission, BlockVerifier, VerifierError};
+use mupib_protocol::block::{BlockSubmission, BlockVerification, BlockVerifier, VerifierError};
 
 use crate::ledger::{Ledger, LedgerError};
 use crate::program::accounts::{fetch_block, fetch_config, BlockState, FetchError};
@@ -455,9 +455,12 @@ fn first_undecided(state: &BlockState) -> Option<usize> {
 }
 
 impl BlockVerifier for ChainVerifier {
-    fn verify(&mut self, block: &BlockSubmission) -> Result<Vec<Decision>, VerifierError> {
+    fn verify(&mut self, block: &BlockSubmission) -> Result<BlockVerification, VerifierError> {
         self.verify_block(block)
-            .map(|verification| verification.decisions)
+            .map(|verification| BlockVerification {
+                decisions: verification.decisions,
+                amount_paid: verification.amount_paid,
+            })
             .map_err(|error| VerifierError::Unavailable {
                 block_id: block.block_id,
                 reason: error.to_string(),

@@ -9,7 +9,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::Decision;
 use crate::token::TokenRef;
+use crate::transaction::MAX_TOKENS_PER_TRANSACTION;
 use crate::Pubkey;
+
+/// Most tokens the program verifies in one block (`mupib::constants::MAX_BLOCK_TOKENS`; the
+/// chain crate asserts they are equal).
+pub const MAX_BLOCK_TOKENS: u64 = 10_000;
+
+/// The largest initial block size W0 whose blocks the chain can always verify: a block holds
+/// the queue (below W ≤ W0) plus the transaction that reaches W, of at most
+/// [`MAX_TOKENS_PER_TRANSACTION`] tokens, so W0 − 1 + 128 ≤ [`MAX_BLOCK_TOKENS`].
+pub const MAX_INITIAL_BLOCK_SIZE: u64 = MAX_BLOCK_TOKENS + 1 - MAX_TOKENS_PER_TRANSACTION as u64;
 
 /// A block formed by the engine, ready for the chain (block id, user, entries in order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,9 +48,19 @@ pub enum VerifierError {
     },
 }
 
-/// Submits a block and returns one decision per entry, in order (messages 6/7).
+/// What the chain answered for a block: one decision per entry, in order, and what its escrows
+/// paid the auditor for it (the program's `Block.amount_paid`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockVerification {
+    /// One decision per entry, in block order.
+    pub decisions: Vec<Decision>,
+    /// Base units the escrows paid the auditor for the block's valid tokens.
+    pub amount_paid: u64,
+}
+
+/// Submits a block and returns the chain's verification (messages 6/7).
 pub trait BlockVerifier {
     /// Verifies `block`. Must be idempotent per block id (the program skips positions already
-    /// decided), so a block resubmitted after a crash gets the same decisions.
-    fn verify(&mut self, block: &BlockSubmission) -> Result<Vec<Decision>, VerifierError>;
+    /// decided), so a block resubmitted after a crash gets the same decisions and payment.
+    fn verify(&mut self, block: &BlockSubmission) -> Result<BlockVerification, VerifierError>;
 }

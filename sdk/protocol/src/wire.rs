@@ -172,6 +172,16 @@ pub struct BlockTrace {
     pub trust: Option<TrustUpdate>,
     /// Realized risk in base units (as text: i128).
     pub risk: Option<String>,
+    /// What the escrows paid the auditor for the block, once verified.
+    #[serde(default)]
+    pub amount_paid: Option<u64>,
+    /// What the block's valid tokens are worth (Σ v); differs from `amount_paid` only in an
+    /// alarm (`payment_mismatch`).
+    #[serde(default)]
+    pub expected_paid: Option<u64>,
+    /// ALARM: the chain paid a different amount than the valid tokens are worth.
+    #[serde(default)]
+    pub payment_mismatch: bool,
 }
 
 /// The service's status.

@@ -413,6 +413,9 @@ async fn block_trace(
                 .unwrap_or_default(),
             trust: outcome.as_ref().map(|o| o.trust),
             risk: outcome.as_ref().map(|o| o.risk.to_string()),
+            amount_paid: outcome.as_ref().and_then(|o| o.payment).map(|p| p.paid),
+            expected_paid: outcome.as_ref().and_then(|o| o.payment).map(|p| p.expected),
+            payment_mismatch: outcome.as_ref().is_some_and(|o| o.payment_mismatch()),
         })
     })
     .await

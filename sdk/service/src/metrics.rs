@@ -8,13 +8,13 @@ use mupib_protocol::decision::DecisionCounts;
 use mupib_auditor::EngineVerdict;
 use mupib_protocol::reject::RejectCode;
 
-/// Reject codes in a fixed order (metric labels).
-const REJECT_CODES: [(RejectCode, &str); 5] = [
-    (RejectCode::UserSuspended, "user_suspended"),
-    (RejectCode::DoubleSpending, "double_spending"),
-    (RejectCode::DoubleSelling, "double_selling"),
-    (RejectCode::ForgedToken, "forged_token"),
-    (RejectCode::InvalidBlock, "invalid_block"),
+/// Reject codes in a fixed order (metric labels are their names).
+const REJECT_CODES: [RejectCode; 5] = [
+    RejectCode::UserSuspended,
+    RejectCode::DoubleSpending,
+    RejectCode::DoubleSelling,
+    RejectCode::ForgedToken,
+    RejectCode::InvalidBlock,
 ];
 
 /// The service's counters (monotonic since start).
@@ -33,6 +33,7 @@ pub struct Metrics {
     payout_batches: AtomicU64,
     payout_amount: AtomicU64,
     payout_vendors: AtomicU64,
+    payment_mismatches: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, value: u64) {
@@ -40,10 +41,7 @@ fn add(counter: &AtomicU64, value: u64) {
 }
 
 fn reject_index(code: RejectCode) -> usize {
-    REJECT_CODES
-        .iter()
-        .position(|(c, _)| *c == code)
-        .unwrap_or(0)
+    REJECT_CODES.iter().position(|c| *c == code).unwrap_or(0)
 }
 
 impl Metrics {
@@ -107,6 +105,11 @@ impl Metrics {
         add(&self.payout_amount, amount);
     }
 
+    /// The chain paid a block a different amount than its valid tokens are worth (an alarm).
+    pub fn payment_mismatch(&self) {
+        add(&self.payment_mismatches, 1);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -126,10 +129,11 @@ impl Metrics {
             "mupib_intake_total{{verdict=\"wait\"}} {}",
             get(&self.intake_wait)
         );
-        for ((_, label), counter) in REJECT_CODES.iter().zip(&self.intake_reject) {
+        for (code, counter) in REJECT_CODES.iter().zip(&self.intake_reject) {
             let _ = writeln!(
                 out,
-                "mupib_intake_total{{verdict=\"reject\",reason=\"{label}\"}} {}",
+                "mupib_intake_total{{verdict=\"reject\",reason=\"{}\"}} {}",
+                code.name(),
                 get(counter)
             );
         }
@@ -220,6 +224,16 @@ impl Metrics {
             out,
             "mupib_payout_amount_total {}",
             get(&self.payout_amount)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mupib_payment_mismatch_total ALARM: blocks whose on-chain payment differs from the value of their valid tokens."
+        );
+        let _ = writeln!(out, "# TYPE mupib_payment_mismatch_total counter");
+        let _ = writeln!(
+            out,
+            "mupib_payment_mismatch_total {}",
+            get(&self.payment_mismatches)
         );
         out
     }

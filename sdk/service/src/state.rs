@@ -316,12 +316,12 @@ impl AppState {
         let mut outcomes = Vec::new();
         let mut next = Some(first);
         while let Some(submission) = next.take() {
-            let decisions = {
+            let verification = {
                 let mut verifier = self.verifier.lock().map_err(poisoned)?;
                 verifier.verify(&submission)
             };
-            let decisions = match decisions {
-                Ok(decisions) => decisions,
+            let verification = match verification {
+                Ok(verification) => verification,
                 Err(error) => {
                     self.metrics.verifier_failure();
                     tracing::warn!(block_id = submission.block_id, %error, "block verification failed; it stays pending");
@@ -332,8 +332,16 @@ impl AppState {
                 let _waiting = DecisionsWaiting::new(&self.decisions_waiting);
                 self.core()?
                     .engine
-                    .apply_decisions(submission.block_id, &decisions)?
+                    .apply_verification(submission.block_id, &verification)?
             };
+            if outcome.payment_mismatch() {
+                self.metrics.payment_mismatch();
+                tracing::error!(
+                    block_id = outcome.block_id,
+                    payment = ?outcome.payment,
+                    "ALARM: the chain paid a different amount than the block's valid tokens are worth"
+                );
+            }
             self.metrics.block(&outcome.decisions);
             for verdict in &outcome.verdicts {
                 self.metrics.final_verdict(verdict.verdict);

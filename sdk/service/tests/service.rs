@@ -12,7 +12,7 @@ use ed25519_dalek::SigningKey;
 use mupib_auditor::store::{ChangeSet, MemoryStore, Store, VendorPayout};
 use mupib_auditor::{Auditor, AuditorConfig, SimulatedChain};
 use mupib_client::vendor::{VendorClient, VendorError};
-use mupib_protocol::block::{BlockSubmission, BlockVerifier, VerifierError};
+use mupib_protocol::block::{BlockSubmission, BlockVerification, BlockVerifier, VerifierError};
 use mupib_protocol::cert::{pubkey_of, Certificate, Registry, Role};
 use mupib_protocol::decision::Decision;
 use mupib_protocol::money::Withholding;
@@ -48,7 +48,7 @@ impl Default for SharedChain {
 }
 
 impl BlockVerifier for SharedChain {
-    fn verify(&mut self, block: &BlockSubmission) -> Result<Vec<Decision>, VerifierError> {
+    fn verify(&mut self, block: &BlockSubmission) -> Result<BlockVerification, VerifierError> {
         self.0.lock().unwrap().verify(block)
     }
 }
@@ -1282,7 +1282,7 @@ struct GatedChain {
 }
 
 impl BlockVerifier for GatedChain {
-    fn verify(&mut self, block: &BlockSubmission) -> Result<Vec<Decision>, VerifierError> {
+    fn verify(&mut self, block: &BlockSubmission) -> Result<BlockVerification, VerifierError> {
         let _ = self.entered.send(block.block_id);
         let (open, signal) = &*self.gate;
         let mut open = open.lock().unwrap();

@@ -2,7 +2,7 @@
 //! trust and W update (eq. 7), risk (eqs. 10–12), the balanced money flows, refunds, and the
 //! transactions held while the block was under verification.
 
-use mupib_protocol::block::BlockSubmission;
+use mupib_protocol::block::{BlockSubmission, BlockVerification};
 use mupib_protocol::decision::{Decision, DecisionCounts, TokenDecision};
 use mupib_protocol::money::{Amount, BlockSettlement, DeliveryStatus, SettlementTransaction};
 use mupib_protocol::reject::RejectCode;
@@ -11,7 +11,7 @@ use mupib_protocol::risk::{block_risk_scaled, TransactionCounts};
 use super::queries::decode_outcome;
 use super::{checked_inc, count, unqueue, update_trust, Auditor};
 use crate::error::EngineError;
-use crate::outcome::{BlockOutcome, EngineVerdict, TransactionVerdict};
+use crate::outcome::{BlockOutcome, ChainPayment, EngineVerdict, TransactionVerdict};
 use crate::store::{
     ChangeSet, Store, TransactionRecord, TransactionStatus, TransactionUpdate, UserState,
 };
@@ -36,6 +36,33 @@ impl<S: Store> Auditor<S> {
         &mut self,
         block_id: u64,
         decisions: &[Decision],
+    ) -> Result<BlockOutcome, EngineError> {
+        self.apply_block_decisions(block_id, decisions, None)
+    }
+
+    /// [`Self::apply_decisions`] with what the chain paid for the block: the payment is
+    /// reconciled with the block's valid tokens (Σ v); a difference is recorded in the outcome
+    /// ([`BlockOutcome::payment`]) as an alarm for the operator, never absorbed silently.
+    ///
+    /// # Errors
+    /// As [`Self::apply_decisions`].
+    pub fn apply_verification(
+        &mut self,
+        block_id: u64,
+        verification: &BlockVerification,
+    ) -> Result<BlockOutcome, EngineError> {
+        self.apply_block_decisions(
+            block_id,
+            &verification.decisions,
+            Some(verification.amount_paid),
+        )
+    }
+
+    fn apply_block_decisions(
+        &mut self,
+        block_id: u64,
+        decisions: &[Decision],
+        amount_paid: Option<u64>,
     ) -> Result<BlockOutcome, EngineError> {
         let (block, txs) = self
             .store
@@ -160,6 +187,10 @@ impl<S: Store> Auditor<S> {
             paper_risk,
             next_block,
             invalid: invalid_list,
+            payment: amount_paid.map(|paid| ChainPayment {
+                expected: settlement.escrow_paid.0,
+                paid,
+            }),
         };
         let encoded = serde_json::to_string(&outcome).map_err(|e| {
             EngineError::Corrupt(format!("cannot encode outcome of block {block_id}: {e}"))

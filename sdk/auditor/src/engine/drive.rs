@@ -82,8 +82,8 @@ impl<S: Store> Auditor<S> {
     ) -> Result<Vec<BlockOutcome>, EngineError> {
         let mut blocks = Vec::new();
         while let Some(submission) = next {
-            let decisions = verifier.verify(&submission)?;
-            let outcome = self.apply_decisions(submission.block_id, &decisions)?;
+            let verification = verifier.verify(&submission)?;
+            let outcome = self.apply_verification(submission.block_id, &verification)?;
             next = outcome.next_block.clone();
             blocks.push(outcome);
         }

@@ -3,7 +3,7 @@
 //! transaction, one fsync). Nothing of a group may be released before that call returns; a
 //! failed group wrote nothing.
 
-use mupib_protocol::decision::Decision;
+use mupib_protocol::block::BlockVerification;
 
 use super::staged::Staged;
 use super::Auditor;
@@ -56,7 +56,7 @@ impl<S: Store> Auditor<S> {
     #[allow(clippy::type_complexity)]
     pub fn apply_decisions_and_intake_batch(
         &mut self,
-        blocks: &[(u64, Vec<Decision>)],
+        blocks: &[(u64, BlockVerification)],
         txs: &[TransactionSummary],
     ) -> Result<
         (
@@ -71,7 +71,7 @@ impl<S: Store> Auditor<S> {
         };
         let decided: Vec<_> = blocks
             .iter()
-            .map(|(block_id, decisions)| staged.apply_decisions(*block_id, decisions))
+            .map(|(block_id, verification)| staged.apply_verification(*block_id, verification))
             .collect();
         let intakes: Vec<_> = txs.iter().map(|tx| staged.intake(tx)).collect();
         let changes = staged.store.into_changes();
@@ -97,7 +97,7 @@ impl<S: Store> Auditor<S> {
     #[allow(clippy::type_complexity)]
     pub fn apply_decisions_batch(
         &mut self,
-        blocks: &[(u64, Vec<Decision>)],
+        blocks: &[(u64, BlockVerification)],
     ) -> Result<Vec<Result<BlockOutcome, EngineError>>, EngineError> {
         Ok(self.apply_decisions_and_intake_batch(blocks, &[])?.0)
     }

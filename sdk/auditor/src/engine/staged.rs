@@ -556,7 +556,10 @@ mod tests {
         let mut group = Vec::new();
         for block in &pending {
             let submission = base.submission(block.block_id).expect("submission");
-            group.push((block.block_id, chain.verify(&submission).expect("verify")));
+            group.push((
+                block.block_id,
+                chain.verify(&submission).expect("verify").decisions,
+            ));
         }
         group.push(group[0].clone()); // decided twice: the second returns the stored outcome
 

@@ -31,6 +31,42 @@ impl AuditorRegistration {
         Ok(())
     }
 
+    /// Activates or deactivates the auditor.
+    pub fn set_active(&mut self, active: bool) {
+        self.active = active;
+    }
+
+    /// Counts an opened block.
+    pub fn record_block_opened(&mut self) -> Result<()> {
+        self.blocks_opened = self
+            .blocks_opened
+            .checked_add(1)
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        Ok(())
+    }
+
+    /// Counts a verified (finalized) block.
+    pub fn record_block_verified(&mut self) -> Result<()> {
+        self.blocks_verified = self
+            .blocks_verified
+            .checked_add(1)
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        Ok(())
+    }
+
+    /// Counts `tokens` tokens paid to the auditor, `amount` in total.
+    pub fn record_payment(&mut self, tokens: u32, amount: u64) -> Result<()> {
+        self.tokens_paid = self
+            .tokens_paid
+            .checked_add(u64::from(tokens))
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        self.amount_paid = self
+            .amount_paid
+            .checked_add(amount)
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        Ok(())
+    }
+
     /// Counters are consistent: no more blocks verified than opened.
     pub fn invariant(&self) -> Result<()> {
         require!(

@@ -32,6 +32,36 @@ impl BankRegistration {
         Ok(())
     }
 
+    /// Activates or deactivates the bank.
+    pub fn set_active(&mut self, active: bool) {
+        self.active = active;
+    }
+
+    /// Counts a created batch of `token_count` tokens; the next batch id is `batch_id + 1`.
+    pub fn record_batch_created(&mut self, batch_id: u64, token_count: u32) -> Result<()> {
+        self.next_batch_id = batch_id
+            .checked_add(1)
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        self.batches_created = self
+            .batches_created
+            .checked_add(1)
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        self.tokens_created = self
+            .tokens_created
+            .checked_add(u64::from(token_count))
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        Ok(())
+    }
+
+    /// Counts a closed batch.
+    pub fn record_batch_closed(&mut self) -> Result<()> {
+        self.batches_closed = self
+            .batches_closed
+            .checked_add(1)
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        Ok(())
+    }
+
     /// Counters are consistent: no more batches closed than created.
     pub fn invariant(&self) -> Result<()> {
         require!(

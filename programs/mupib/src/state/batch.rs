@@ -171,6 +171,51 @@ impl Batch {
     pub fn is_sealed(&self) -> bool {
         self.sealed == 1
     }
+
+    /// Seals the batch: its commitments are final and its tokens redeemable (the caller has
+    /// checked that every commitment is written).
+    pub fn seal(&mut self) {
+        self.sealed = 1;
+    }
+}
+
+impl BatchViewMut<'_> {
+    /// Writes `commitments` at serials `start, start + 1, …` and advances `published` past them;
+    /// returns the new `published`. The caller has checked that `start == published` and that
+    /// the commitments fit the batch.
+    pub fn publish(&mut self, start: u32, commitments: &[[u8; COMMITMENT_LEN]]) -> Result<u32> {
+        let offset = (start as usize)
+            .checked_mul(COMMITMENT_LEN)
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        let region = self
+            .commitments
+            .get_mut(offset..)
+            .ok_or(error!(MupibError::PublishPastRange))?;
+        for (slot, commitment) in region
+            .chunks_exact_mut(COMMITMENT_LEN)
+            .zip(commitments.iter())
+        {
+            slot.copy_from_slice(commitment);
+        }
+        let count =
+            u32::try_from(commitments.len()).map_err(|_| error!(MupibError::ArithmeticOverflow))?;
+        self.header.published = start
+            .checked_add(count)
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        Ok(self.header.published)
+    }
+
+    /// Marks `serial` spent and counts it (the caller has decided the token valid, so its bit
+    /// was clear).
+    pub fn mark_spent(&mut self, serial: u32) -> Result<()> {
+        require!(set_spent(self.spent, serial), MupibError::BatchDataInvalid);
+        self.header.spent_count = self
+            .header
+            .spent_count
+            .checked_add(1)
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        Ok(())
+    }
 }
 
 /// The stored commitment of `serial` (caller checks `serial < token_count`).
@@ -238,5 +283,28 @@ mod tests {
         let mut foreign = data.clone();
         foreign[0] ^= 1;
         assert!(Batch::view(&foreign).is_err(), "wrong discriminator");
+    }
+
+    #[test]
+    fn publish_seal_and_spend_move_the_header_forward() {
+        let mut data = vec![0u8; Batch::space(3)];
+        data[..DISCRIMINATOR_LEN].copy_from_slice(Batch::DISCRIMINATOR);
+        data[DISCRIMINATOR_LEN + 64..DISCRIMINATOR_LEN + 68].copy_from_slice(&3u32.to_le_bytes());
+        let mut view = Batch::view_mut(&mut data).expect("valid batch");
+
+        assert_eq!(view.publish(0, &[[1; 16], [2; 16]]).ok(), Some(2));
+        assert_eq!(view.publish(2, &[[3; 16]]).ok(), Some(3));
+        assert_eq!(commitment_at(view.commitments, 2), Some(&[3u8; 16][..]));
+        assert!(!view.header.is_sealed() && view.header.invariant().is_ok());
+
+        view.header.seal();
+        assert!(view.header.is_sealed() && view.header.invariant().is_ok());
+
+        view.mark_spent(1).expect("serial 1 is in the bitmap");
+        assert!(is_spent(view.spent, 1) && !is_spent(view.spent, 0));
+        assert_eq!(view.header.spent_count, 1);
+        assert!(view.header.invariant().is_ok());
+        assert!(view.mark_spent(8).is_err(), "serial 8 is past the bitmap");
+        assert_eq!(view.header.spent_count, 1);
     }
 }

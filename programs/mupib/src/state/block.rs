@@ -16,6 +16,39 @@ use crate::constants::{
     MAX_PDA_ACCOUNT_SIZE,
 };
 use crate::error::MupibError;
+use crate::state::decision::{add_u32, DecisionCounts};
+
+/// Life cycle of a block, stored as a byte in [`Block::state`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockState {
+    /// The block is being fed with chunks.
+    Open = BLOCK_STATE_OPEN,
+    /// Every position is decided; the block can be closed.
+    Verified = BLOCK_STATE_VERIFIED,
+}
+
+// A zeroed (never initialised) header is in no state.
+const _: () = assert!(BLOCK_STATE_OPEN != 0 && BLOCK_STATE_VERIFIED != 0);
+
+impl From<BlockState> for u8 {
+    fn from(state: BlockState) -> u8 {
+        state as u8
+    }
+}
+
+impl TryFrom<u8> for BlockState {
+    type Error = anchor_lang::error::Error;
+
+    /// Fails with [`MupibError::BlockDataInvalid`] for a byte that is no block state.
+    fn try_from(byte: u8) -> Result<BlockState> {
+        match byte {
+            BLOCK_STATE_OPEN => Ok(BlockState::Open),
+            BLOCK_STATE_VERIFIED => Ok(BlockState::Verified),
+            _ => err!(MupibError::BlockDataInvalid),
+        }
+    }
+}
 
 /// Zero-copy header of a block; the decision bytes follow it in the account.
 #[account(zero_copy)]
@@ -99,6 +132,41 @@ impl Block {
         Ok((header, decisions))
     }
 
+    /// The block's state; fails with [`MupibError::BlockDataInvalid`] for an unknown byte.
+    pub fn state(&self) -> Result<BlockState> {
+        BlockState::try_from(self.state)
+    }
+
+    /// Whether the block is open (still being fed).
+    pub fn is_open(&self) -> bool {
+        matches!(self.state(), Ok(BlockState::Open))
+    }
+
+    /// Whether the block is verified (every position decided, ready to close).
+    pub fn is_verified(&self) -> bool {
+        matches!(self.state(), Ok(BlockState::Verified))
+    }
+
+    /// Adds a chunk's newly decided positions and the amount they paid to the header's counts.
+    /// The decision bytes themselves are written by the caller.
+    pub fn record_decisions(&mut self, counts: &DecisionCounts, amount_paid: u64) -> Result<()> {
+        self.decided = add_u32(self.decided, counts.total()?)?;
+        self.valid_count = add_u32(self.valid_count, counts.valid)?;
+        self.altered_count = add_u32(self.altered_count, counts.altered)?;
+        self.duplicate_count = add_u32(self.duplicate_count, counts.duplicate)?;
+        self.unpublished_count = add_u32(self.unpublished_count, counts.unpublished)?;
+        self.amount_paid = self
+            .amount_paid
+            .checked_add(amount_paid)
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        Ok(())
+    }
+
+    /// `Open` → `Verified` (the caller has checked that every position is decided).
+    pub fn finalize(&mut self) {
+        self.state = BlockState::Verified.into();
+    }
+
     /// Sum of the per-code counts (u64, cannot overflow).
     pub fn counted(&self) -> u64 {
         u64::from(self.valid_count)
@@ -122,14 +190,67 @@ impl Block {
             self.counted() == u64::from(self.decided),
             MupibError::InvariantViolated
         );
+        let Ok(state) = self.state() else {
+            return err!(MupibError::InvariantViolated);
+        };
         require!(
-            self.state == BLOCK_STATE_OPEN || self.state == BLOCK_STATE_VERIFIED,
-            MupibError::InvariantViolated
-        );
-        require!(
-            self.state != BLOCK_STATE_VERIFIED || self.decided == self.token_count,
+            state != BlockState::Verified || self.decided == self.token_count,
             MupibError::InvariantViolated
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_bytes_convert_both_ways_and_reject_the_rest() {
+        for (state, byte) in [
+            (BlockState::Open, BLOCK_STATE_OPEN),
+            (BlockState::Verified, BLOCK_STATE_VERIFIED),
+        ] {
+            assert_eq!(u8::from(state), byte);
+            assert_eq!(BlockState::try_from(byte).ok(), Some(state));
+        }
+        for byte in [0, 3, 0xFF] {
+            let error = BlockState::try_from(byte).expect_err("not a state");
+            assert_eq!(error, error!(MupibError::BlockDataInvalid));
+        }
+    }
+
+    #[test]
+    fn a_block_is_verified_only_once_every_position_is_decided() {
+        let mut block: Block = bytemuck::Zeroable::zeroed();
+        assert!(block.invariant().is_err(), "a zeroed header is in no state");
+        block.token_count = 3;
+        block.state = BlockState::Open.into();
+        assert!(block.is_open() && block.invariant().is_ok());
+
+        let first = DecisionCounts {
+            valid: 1,
+            altered: 1,
+            ..DecisionCounts::default()
+        };
+        block.record_decisions(&first, 10).expect("no overflow");
+        block.finalize();
+        assert!(block.is_verified());
+        assert!(block.invariant().is_err(), "one position is undecided");
+
+        block.state = BlockState::Open.into();
+        let second = DecisionCounts {
+            valid: 1,
+            ..DecisionCounts::default()
+        };
+        block.record_decisions(&second, 10).expect("no overflow");
+        block.finalize();
+        assert!(block.is_verified() && !block.is_open());
+        assert!(block.invariant().is_ok());
+        assert_eq!(
+            (block.decided, block.valid_count, block.altered_count),
+            (3, 2, 1)
+        );
+        assert_eq!(block.amount_paid, 20);
     }
 }

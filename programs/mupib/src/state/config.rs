@@ -25,6 +25,11 @@ impl Config {
         Ok(())
     }
 
+    /// Pauses (`true`) or resumes (`false`) publishing and verification.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
     /// Admin and mint are set.
     pub fn invariant(&self) -> Result<()> {
         require_keys_neq!(self.admin, Pubkey::default(), MupibError::InvariantViolated);

@@ -42,7 +42,7 @@ impl AuditorSetActive<'_> {
 pub fn handler(ctx: Context<AuditorSetActive>, args: AuditorSetActiveArgs) -> Result<()> {
     ctx.accounts.validate(&args)?;
     let registration = &mut ctx.accounts.auditor_registration;
-    registration.active = args.active;
+    registration.set_active(args.active);
     registration.invariant()?;
     emit_event(AuditorActiveSet {
         auditor: registration.auditor,

@@ -42,7 +42,7 @@ impl BankSetActive<'_> {
 pub fn handler(ctx: Context<BankSetActive>, args: BankSetActiveArgs) -> Result<()> {
     ctx.accounts.validate(&args)?;
     let registration = &mut ctx.accounts.bank_registration;
-    registration.active = args.active;
+    registration.set_active(args.active);
     registration.invariant()?;
     emit_event(BankActiveSet {
         bank: registration.bank,

@@ -103,10 +103,7 @@ pub fn handler(ctx: Context<BatchClose>) -> Result<()> {
     ))?;
 
     let registration = &mut accounts.bank_registration;
-    registration.batches_closed = registration
-        .batches_closed
-        .checked_add(1)
-        .ok_or(error!(MupibError::ArithmeticOverflow))?;
+    registration.record_batch_closed()?;
     registration.invariant()?;
 
     emit_event(BatchClosed {

@@ -125,33 +125,25 @@ pub fn handler(ctx: Context<BatchCreate>, args: BatchCreateArgs) -> Result<()> {
 
     {
         let mut batch = accounts.batch.load_init()?;
-        batch.bank = accounts.bank.key();
-        batch.batch_id = args.batch_id;
-        batch.value = args.value;
-        batch.issued_at = args.issued_at;
-        batch.expires_at = args.expires_at;
-        batch.token_count = args.token_count;
-        batch.published = 0;
-        batch.spent_count = 0;
-        batch.sealed = 0;
-        batch.bump = ctx.bumps.batch;
-        batch.escrow_bump = ctx.bumps.escrow;
+        *batch = Batch {
+            bank: accounts.bank.key(),
+            batch_id: args.batch_id,
+            value: args.value,
+            issued_at: args.issued_at,
+            expires_at: args.expires_at,
+            token_count: args.token_count,
+            published: 0,
+            spent_count: 0,
+            sealed: 0,
+            bump: ctx.bumps.batch,
+            escrow_bump: ctx.bumps.escrow,
+            reserved: [0; 1],
+        };
         batch.invariant()?;
     }
 
     let registration = &mut accounts.bank_registration;
-    registration.next_batch_id = args
-        .batch_id
-        .checked_add(1)
-        .ok_or(error!(MupibError::ArithmeticOverflow))?;
-    registration.batches_created = registration
-        .batches_created
-        .checked_add(1)
-        .ok_or(error!(MupibError::ArithmeticOverflow))?;
-    registration.tokens_created = registration
-        .tokens_created
-        .checked_add(u64::from(args.token_count))
-        .ok_or(error!(MupibError::ArithmeticOverflow))?;
+    registration.record_batch_created(args.batch_id, args.token_count)?;
     registration.invariant()?;
 
     emit_event(BatchCreated {

@@ -3,7 +3,7 @@
 
 use anchor_lang::prelude::*;
 
-use crate::constants::{COMMITMENT_LEN, SEED_BANK, SEED_CONFIG};
+use crate::constants::{SEED_BANK, SEED_CONFIG};
 use crate::error::MupibError;
 use crate::events::{emit_event, BatchPublished};
 use crate::state::{BankRegistration, Batch, Config};
@@ -38,8 +38,8 @@ pub struct BatchPublish<'info> {
 }
 
 impl BatchPublish<'_> {
-    /// Checks pause, bank status, batch state and range; returns the end serial.
-    pub fn validate(&self, args: &BatchPublishArgs, batch: &Batch) -> Result<u32> {
+    /// Checks pause, bank status, batch state and range.
+    pub fn validate(&self, args: &BatchPublishArgs, batch: &Batch) -> Result<()> {
         self.config.require_not_paused()?;
         self.bank_registration.require_active()?;
         require!(!batch.is_sealed(), MupibError::BatchSealed);
@@ -52,7 +52,7 @@ impl BatchPublish<'_> {
             .checked_add(count)
             .ok_or(error!(MupibError::ArithmeticOverflow))?;
         require!(end <= batch.token_count, MupibError::PublishPastRange);
-        Ok(end)
+        Ok(())
     }
 }
 
@@ -61,30 +61,16 @@ pub fn handler(ctx: Context<BatchPublish>, args: BatchPublishArgs) -> Result<()>
     let accounts = &*ctx.accounts;
     let batch_info = accounts.batch.to_account_info();
     let mut data = batch_info.try_borrow_mut_data()?;
-    let view = Batch::view_mut(&mut data)?;
-    let end = accounts.validate(&args, view.header)?;
-
-    let offset = (args.start as usize)
-        .checked_mul(COMMITMENT_LEN)
-        .ok_or(error!(MupibError::ArithmeticOverflow))?;
-    let region = view
-        .commitments
-        .get_mut(offset..)
-        .ok_or(error!(MupibError::PublishPastRange))?;
-    for (slot, commitment) in region
-        .chunks_exact_mut(COMMITMENT_LEN)
-        .zip(args.commitments.iter())
-    {
-        slot.copy_from_slice(commitment);
-    }
-    view.header.published = end;
+    let mut view = Batch::view_mut(&mut data)?;
+    accounts.validate(&args, view.header)?;
+    let published = view.publish(args.start, &args.commitments)?;
     view.header.invariant()?;
 
     emit_event(BatchPublished {
         batch: batch_info.key(),
         start: args.start,
-        count: end - args.start,
-        published: end,
+        count: published - args.start,
+        published,
     });
     Ok(())
 }

@@ -47,7 +47,7 @@ pub fn handler(ctx: Context<BatchSeal>) -> Result<()> {
     let token_count = {
         let mut batch = ctx.accounts.batch.load_mut()?;
         ctx.accounts.validate(&batch)?;
-        batch.sealed = 1;
+        batch.seal();
         batch.invariant()?;
         batch.token_count
     };

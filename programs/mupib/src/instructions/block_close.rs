@@ -2,7 +2,6 @@
 
 use anchor_lang::prelude::*;
 
-use crate::constants::BLOCK_STATE_VERIFIED;
 use crate::error::MupibError;
 use crate::events::{emit_event, BlockClosed};
 use crate::state::Block;
@@ -21,10 +20,7 @@ pub struct BlockClose<'info> {
 impl BlockClose<'_> {
     /// Only a verified block may be closed.
     pub fn validate(&self, block: &Block) -> Result<()> {
-        require!(
-            block.state == BLOCK_STATE_VERIFIED,
-            MupibError::BlockNotVerified
-        );
+        require!(block.is_verified(), MupibError::BlockNotVerified);
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 
 use anchor_lang::prelude::*;
 
-use crate::constants::{BLOCK_STATE_OPEN, BLOCK_STATE_VERIFIED, SEED_AUDITOR, SEED_CONFIG};
+use crate::constants::{SEED_AUDITOR, SEED_CONFIG};
 use crate::error::MupibError;
 use crate::events::{emit_event, BlockFinalized};
 use crate::state::{AuditorRegistration, Block, Config};
@@ -34,7 +34,7 @@ impl BlockFinalize<'_> {
     pub fn validate(&self, block: &Block) -> Result<()> {
         self.config.require_not_paused()?;
         self.auditor_registration.require_active()?;
-        require!(block.state == BLOCK_STATE_OPEN, MupibError::BlockNotOpen);
+        require!(block.is_open(), MupibError::BlockNotOpen);
         require!(
             block.decided == block.token_count,
             MupibError::BlockIncomplete
@@ -49,7 +49,7 @@ pub fn handler(ctx: Context<BlockFinalize>) -> Result<()> {
     let event = {
         let mut block = accounts.block.load_mut()?;
         accounts.validate(&block)?;
-        block.state = BLOCK_STATE_VERIFIED;
+        block.finalize();
         block.invariant()?;
         BlockFinalized {
             block: accounts.block.key(),
@@ -65,10 +65,7 @@ pub fn handler(ctx: Context<BlockFinalize>) -> Result<()> {
         }
     };
     let registration = &mut accounts.auditor_registration;
-    registration.blocks_verified = registration
-        .blocks_verified
-        .checked_add(1)
-        .ok_or(error!(MupibError::ArithmeticOverflow))?;
+    registration.record_block_verified()?;
     registration.invariant()?;
     emit_event(event);
     Ok(())

@@ -4,11 +4,11 @@
 use anchor_lang::prelude::*;
 
 use crate::constants::{
-    BLOCK_STATE_OPEN, DECISION_UNDECIDED, MAX_BLOCK_TOKENS, SEED_AUDITOR, SEED_BLOCK, SEED_CONFIG,
+    DECISION_UNDECIDED, MAX_BLOCK_TOKENS, SEED_AUDITOR, SEED_BLOCK, SEED_CONFIG,
 };
 use crate::error::MupibError;
 use crate::events::{emit_event, BlockOpened};
-use crate::state::{AuditorRegistration, Block, Config, BLOCK_HEADER_LEN};
+use crate::state::{AuditorRegistration, Block, BlockState, Config, BLOCK_HEADER_LEN};
 
 /// Arguments of `block_open`.
 #[derive(AnchorSerialize, AnchorDeserialize, Clone, Debug, PartialEq, Eq)]
@@ -71,22 +71,26 @@ pub fn handler(ctx: Context<BlockOpen>, args: BlockOpenArgs) -> Result<()> {
     let accounts = &mut *ctx.accounts;
     {
         let mut block = accounts.block.load_init()?;
-        block.auditor = accounts.auditor.key();
-        block.user = args.user;
-        block.block_id = args.block_id;
-        block.amount_paid = 0;
-        block.token_count = args.token_count;
-        block.decided = 0;
-        block.valid_count = 0;
-        block.altered_count = 0;
-        block.duplicate_count = 0;
-        block.unpublished_count = 0;
-        block.state = BLOCK_STATE_OPEN;
-        block.bump = ctx.bumps.block;
+        *block = Block {
+            auditor: accounts.auditor.key(),
+            user: args.user,
+            block_id: args.block_id,
+            amount_paid: 0,
+            token_count: args.token_count,
+            decided: 0,
+            valid_count: 0,
+            altered_count: 0,
+            duplicate_count: 0,
+            unpublished_count: 0,
+            state: BlockState::Open.into(),
+            bump: ctx.bumps.block,
+            reserved: [0; 6],
+        };
         block.invariant()?;
     }
     {
-        // The discriminator is written on exit, so the decision bytes are set through the raw data.
+        // The discriminator is written on exit, so the decision bytes are set through the raw
+        // data.
         let block_info = accounts.block.to_account_info();
         let mut data = block_info.try_borrow_mut_data()?;
         let end = Block::space(args.token_count);
@@ -95,10 +99,7 @@ pub fn handler(ctx: Context<BlockOpen>, args: BlockOpenArgs) -> Result<()> {
             .fill(DECISION_UNDECIDED);
     }
     let registration = &mut accounts.auditor_registration;
-    registration.blocks_opened = registration
-        .blocks_opened
-        .checked_add(1)
-        .ok_or(error!(MupibError::ArithmeticOverflow))?;
+    registration.record_block_opened()?;
     registration.invariant()?;
 
     emit_event(BlockOpened {

@@ -25,13 +25,14 @@ use anchor_spl::token::{self, Mint, Token, TokenAccount, TransferChecked};
 
 use crate::commitment::commitment;
 use crate::constants::{
-    BLOCK_STATE_OPEN, DECISION_ALTERED, DECISION_DUPLICATE, DECISION_UNDECIDED,
-    DECISION_UNPUBLISHED, DECISION_VALID, MAX_BATCHES_PER_CHUNK, SEED_AUDITOR, SEED_BATCH,
-    SEED_CONFIG, SEED_ESCROW,
+    DECISION_UNDECIDED, MAX_BATCHES_PER_CHUNK, SEED_AUDITOR, SEED_BATCH, SEED_CONFIG, SEED_ESCROW,
 };
 use crate::error::MupibError;
 use crate::events::{emit_event, BlockChunkVerified};
-use crate::state::{commitment_at, is_spent, set_spent, AuditorRegistration, Batch, Block, Config};
+use crate::state::decision::add_u32;
+use crate::state::{
+    commitment_at, is_spent, AuditorRegistration, Batch, Block, Config, Decision, DecisionCounts,
+};
 
 /// One token to verify: 21 bytes borsh-encoded.
 #[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,36 +183,23 @@ impl PairState {
 }
 
 /// Decides one token of a redeemable batch, setting its spent bit if valid.
-fn decide(batch_info: &AccountInfo, entry: &TokenEntry) -> Result<u8> {
+fn decide(batch_info: &AccountInfo, entry: &TokenEntry) -> Result<Decision> {
     let mut data = batch_info.try_borrow_mut_data()?;
-    let view = Batch::view_mut(&mut data)?;
+    let mut view = Batch::view_mut(&mut data)?;
     if entry.serial >= view.header.token_count {
-        return Ok(DECISION_UNPUBLISHED);
+        return Ok(Decision::Unpublished);
     }
     let stored = commitment_at(view.commitments, entry.serial)
         .ok_or(error!(MupibError::BatchDataInvalid))?;
     if stored != commitment(&entry.token_digest).as_slice() {
-        return Ok(DECISION_ALTERED);
+        return Ok(Decision::Altered);
     }
     if is_spent(view.spent, entry.serial) {
-        return Ok(DECISION_DUPLICATE);
+        return Ok(Decision::Duplicate);
     }
-    require!(
-        set_spent(view.spent, entry.serial),
-        MupibError::BatchDataInvalid
-    );
-    view.header.spent_count = view
-        .header
-        .spent_count
-        .checked_add(1)
-        .ok_or(error!(MupibError::ArithmeticOverflow))?;
+    view.mark_spent(entry.serial)?;
     view.header.invariant()?;
-    Ok(DECISION_VALID)
-}
-
-fn add_u32(a: u32, b: u32) -> Result<u32> {
-    a.checked_add(b)
-        .ok_or(error!(MupibError::ArithmeticOverflow))
+    Ok(Decision::Valid)
 }
 
 /// Decides the chunk, pays the valid tokens, records and emits the decisions.
@@ -230,12 +218,12 @@ pub fn handler<'info>(
 
     let block_info = ctx.accounts.block.to_account_info();
     let mut chunk_decisions = Vec::with_capacity(args.entries.len());
-    let (mut valid, mut altered, mut duplicate, mut unpublished) = (0u32, 0u32, 0u32, 0u32);
+    let mut counts = DecisionCounts::default();
     let mut amount_paid = 0u64;
     let (decided, block_amount_paid) = {
         let mut data = block_info.try_borrow_mut_data()?;
         let (header, decisions) = Block::view_mut(&mut data)?;
-        require!(header.state == BLOCK_STATE_OPEN, MupibError::BlockNotOpen);
+        require!(header.is_open(), MupibError::BlockNotOpen);
         let count = u32::try_from(args.entries.len())
             .map_err(|_| error!(MupibError::ArithmeticOverflow))?;
         let end = args
@@ -259,19 +247,14 @@ pub fn handler<'info>(
             let decision = if pair.redeemable {
                 decide(&remaining[2 * index], entry)?
             } else {
-                DECISION_UNPUBLISHED
+                Decision::Unpublished
             };
-            match decision {
-                DECISION_VALID => {
-                    pair.paid_tokens = add_u32(pair.paid_tokens, 1)?;
-                    valid = add_u32(valid, 1)?;
-                }
-                DECISION_ALTERED => altered = add_u32(altered, 1)?,
-                DECISION_DUPLICATE => duplicate = add_u32(duplicate, 1)?,
-                _ => unpublished = add_u32(unpublished, 1)?,
+            if decision == Decision::Valid {
+                pair.paid_tokens = add_u32(pair.paid_tokens, 1)?;
             }
-            *slot = decision;
-            chunk_decisions.push(decision);
+            counts.record(decision)?;
+            *slot = decision.into();
+            chunk_decisions.push(decision.into());
         }
 
         for pair in pairs.iter().filter(|pair| pair.paid_tokens > 0) {
@@ -282,16 +265,7 @@ pub fn handler<'info>(
                 .checked_add(amount)
                 .ok_or(error!(MupibError::ArithmeticOverflow))?;
         }
-        let newly_decided = add_u32(add_u32(valid, altered)?, add_u32(duplicate, unpublished)?)?;
-        header.decided = add_u32(header.decided, newly_decided)?;
-        header.valid_count = add_u32(header.valid_count, valid)?;
-        header.altered_count = add_u32(header.altered_count, altered)?;
-        header.duplicate_count = add_u32(header.duplicate_count, duplicate)?;
-        header.unpublished_count = add_u32(header.unpublished_count, unpublished)?;
-        header.amount_paid = header
-            .amount_paid
-            .checked_add(amount_paid)
-            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        header.record_decisions(&counts, amount_paid)?;
         header.invariant()?;
         (header.decided, header.amount_paid)
     };
@@ -325,24 +299,17 @@ pub fn handler<'info>(
     }
 
     let registration = &mut accounts.auditor_registration;
-    registration.tokens_paid = registration
-        .tokens_paid
-        .checked_add(u64::from(valid))
-        .ok_or(error!(MupibError::ArithmeticOverflow))?;
-    registration.amount_paid = registration
-        .amount_paid
-        .checked_add(amount_paid)
-        .ok_or(error!(MupibError::ArithmeticOverflow))?;
+    registration.record_payment(counts.valid, amount_paid)?;
     registration.invariant()?;
 
     emit_event(BlockChunkVerified {
         block: block_info.key(),
         start: args.start,
         decisions: chunk_decisions,
-        valid,
-        altered,
-        duplicate,
-        unpublished,
+        valid: counts.valid,
+        altered: counts.altered,
+        duplicate: counts.duplicate,
+        unpublished: counts.unpublished,
         amount_paid,
         decided,
         block_amount_paid,

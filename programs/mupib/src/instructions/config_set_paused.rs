@@ -35,7 +35,7 @@ impl ConfigSetPaused<'_> {
 pub fn handler(ctx: Context<ConfigSetPaused>, args: ConfigSetPausedArgs) -> Result<()> {
     ctx.accounts.validate(&args)?;
     let config = &mut ctx.accounts.config;
-    config.paused = args.paused;
+    config.set_paused(args.paused);
     config.invariant()?;
     emit_event(PausedSet {
         paused: config.paused,

@@ -30,7 +30,7 @@ pub mod mupib {
 
     /// Creates `Config`; the signer becomes the admin.
     pub fn config_init(ctx: Context<ConfigInit>, args: ConfigInitArgs) -> Result<()> {
-        instructions::config_init::handler(ctx, args)
+        ConfigInit::config_init(ctx, args)
     }
 
     /// Pauses or resumes publishing and verification.
@@ -38,17 +38,17 @@ pub mod mupib {
         ctx: Context<ConfigSetPaused>,
         args: ConfigSetPausedArgs,
     ) -> Result<()> {
-        instructions::config_set_paused::handler(ctx, args)
+        ConfigSetPaused::config_set_paused(ctx, args)
     }
 
     /// Registers a bank.
     pub fn bank_register(ctx: Context<BankRegister>, args: BankRegisterArgs) -> Result<()> {
-        instructions::bank_register::handler(ctx, args)
+        BankRegister::bank_register(ctx, args)
     }
 
     /// Activates or deactivates a bank.
     pub fn bank_set_active(ctx: Context<BankSetActive>, args: BankSetActiveArgs) -> Result<()> {
-        instructions::bank_set_active::handler(ctx, args)
+        BankSetActive::bank_set_active(ctx, args)
     }
 
     /// Registers an auditor.
@@ -56,7 +56,7 @@ pub mod mupib {
         ctx: Context<AuditorRegister>,
         args: AuditorRegisterArgs,
     ) -> Result<()> {
-        instructions::auditor_register::handler(ctx, args)
+        AuditorRegister::auditor_register(ctx, args)
     }
 
     /// Activates or deactivates an auditor.
@@ -64,32 +64,32 @@ pub mod mupib {
         ctx: Context<AuditorSetActive>,
         args: AuditorSetActiveArgs,
     ) -> Result<()> {
-        instructions::auditor_set_active::handler(ctx, args)
+        AuditorSetActive::auditor_set_active(ctx, args)
     }
 
     /// Creates a batch and its funded escrow.
     pub fn batch_create(ctx: Context<BatchCreate>, args: BatchCreateArgs) -> Result<()> {
-        instructions::batch_create::handler(ctx, args)
+        BatchCreate::batch_create(ctx, args)
     }
 
     /// Writes a chunk of commitments.
     pub fn batch_publish(ctx: Context<BatchPublish>, args: BatchPublishArgs) -> Result<()> {
-        instructions::batch_publish::handler(ctx, args)
+        BatchPublish::batch_publish(ctx, args)
     }
 
     /// Seals a fully published batch.
     pub fn batch_seal(ctx: Context<BatchSeal>) -> Result<()> {
-        instructions::batch_seal::handler(ctx)
+        BatchSeal::batch_seal(ctx)
     }
 
     /// Closes an expired, spent or unsealed batch; escrow and rent back to the bank.
     pub fn batch_close(ctx: Context<BatchClose>) -> Result<()> {
-        instructions::batch_close::handler(ctx)
+        BatchClose::batch_close(ctx)
     }
 
     /// Opens a block.
     pub fn block_open(ctx: Context<BlockOpen>, args: BlockOpenArgs) -> Result<()> {
-        instructions::block_open::handler(ctx, args)
+        BlockOpen::block_open(ctx, args)
     }
 
     /// Decides a chunk of a block and pays its valid tokens.
@@ -97,16 +97,16 @@ pub mod mupib {
         ctx: Context<'info, BlockVerifyChunk<'info>>,
         args: BlockVerifyChunkArgs,
     ) -> Result<()> {
-        instructions::block_verify_chunk::handler(ctx, args)
+        BlockVerifyChunk::block_verify_chunk(ctx, args)
     }
 
     /// Marks a fully decided block verified.
     pub fn block_finalize(ctx: Context<BlockFinalize>) -> Result<()> {
-        instructions::block_finalize::handler(ctx)
+        BlockFinalize::block_finalize(ctx)
     }
 
     /// Closes a verified block; rent back to the auditor.
     pub fn block_close(ctx: Context<BlockClose>) -> Result<()> {
-        instructions::block_close::handler(ctx)
+        BlockClose::block_close(ctx)
     }
 }

@@ -42,24 +42,24 @@ impl AuditorRegister<'_> {
     pub fn validate(&self, _args: &AuditorRegisterArgs) -> Result<()> {
         Ok(())
     }
-}
 
-/// Registers the auditor.
-pub fn handler(ctx: Context<AuditorRegister>, args: AuditorRegisterArgs) -> Result<()> {
-    ctx.accounts.validate(&args)?;
-    let registration = &mut ctx.accounts.auditor_registration;
-    registration.set_inner(AuditorRegistration {
-        auditor: args.auditor,
-        active: true,
-        blocks_opened: 0,
-        blocks_verified: 0,
-        tokens_paid: 0,
-        amount_paid: 0,
-        bump: ctx.bumps.auditor_registration,
-    });
-    registration.invariant()?;
-    emit_event(AuditorRegistered {
-        auditor: args.auditor,
-    });
-    Ok(())
+    /// Registers the auditor.
+    pub fn auditor_register(ctx: Context<Self>, args: AuditorRegisterArgs) -> Result<()> {
+        ctx.accounts.validate(&args)?;
+        let registration = &mut ctx.accounts.auditor_registration;
+        registration.set_inner(AuditorRegistration {
+            auditor: args.auditor,
+            active: true,
+            blocks_opened: 0,
+            blocks_verified: 0,
+            tokens_paid: 0,
+            amount_paid: 0,
+            bump: ctx.bumps.auditor_registration,
+        });
+        registration.invariant()?;
+        emit_event(AuditorRegistered {
+            auditor: args.auditor,
+        });
+        Ok(())
+    }
 }

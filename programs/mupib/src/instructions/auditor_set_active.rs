@@ -36,17 +36,17 @@ impl AuditorSetActive<'_> {
     pub fn validate(&self, _args: &AuditorSetActiveArgs) -> Result<()> {
         Ok(())
     }
-}
 
-/// Sets the auditor's `active` flag.
-pub fn handler(ctx: Context<AuditorSetActive>, args: AuditorSetActiveArgs) -> Result<()> {
-    ctx.accounts.validate(&args)?;
-    let registration = &mut ctx.accounts.auditor_registration;
-    registration.set_active(args.active);
-    registration.invariant()?;
-    emit_event(AuditorActiveSet {
-        auditor: registration.auditor,
-        active: registration.active,
-    });
-    Ok(())
+    /// Sets the auditor's `active` flag.
+    pub fn auditor_set_active(ctx: Context<Self>, args: AuditorSetActiveArgs) -> Result<()> {
+        ctx.accounts.validate(&args)?;
+        let registration = &mut ctx.accounts.auditor_registration;
+        registration.set_active(args.active);
+        registration.invariant()?;
+        emit_event(AuditorActiveSet {
+            auditor: registration.auditor,
+            active: registration.active,
+        });
+        Ok(())
+    }
 }

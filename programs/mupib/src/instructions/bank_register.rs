@@ -42,22 +42,22 @@ impl BankRegister<'_> {
     pub fn validate(&self, _args: &BankRegisterArgs) -> Result<()> {
         Ok(())
     }
-}
 
-/// Registers the bank.
-pub fn handler(ctx: Context<BankRegister>, args: BankRegisterArgs) -> Result<()> {
-    ctx.accounts.validate(&args)?;
-    let registration = &mut ctx.accounts.bank_registration;
-    registration.set_inner(BankRegistration {
-        bank: args.bank,
-        active: true,
-        next_batch_id: 0,
-        batches_created: 0,
-        batches_closed: 0,
-        tokens_created: 0,
-        bump: ctx.bumps.bank_registration,
-    });
-    registration.invariant()?;
-    emit_event(BankRegistered { bank: args.bank });
-    Ok(())
+    /// Registers the bank.
+    pub fn bank_register(ctx: Context<Self>, args: BankRegisterArgs) -> Result<()> {
+        ctx.accounts.validate(&args)?;
+        let registration = &mut ctx.accounts.bank_registration;
+        registration.set_inner(BankRegistration {
+            bank: args.bank,
+            active: true,
+            next_batch_id: 0,
+            batches_created: 0,
+            batches_closed: 0,
+            tokens_created: 0,
+            bump: ctx.bumps.bank_registration,
+        });
+        registration.invariant()?;
+        emit_event(BankRegistered { bank: args.bank });
+        Ok(())
+    }
 }

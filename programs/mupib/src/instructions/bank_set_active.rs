@@ -36,17 +36,17 @@ impl BankSetActive<'_> {
     pub fn validate(&self, _args: &BankSetActiveArgs) -> Result<()> {
         Ok(())
     }
-}
 
-/// Sets the bank's `active` flag.
-pub fn handler(ctx: Context<BankSetActive>, args: BankSetActiveArgs) -> Result<()> {
-    ctx.accounts.validate(&args)?;
-    let registration = &mut ctx.accounts.bank_registration;
-    registration.set_active(args.active);
-    registration.invariant()?;
-    emit_event(BankActiveSet {
-        bank: registration.bank,
-        active: registration.active,
-    });
-    Ok(())
+    /// Sets the bank's `active` flag.
+    pub fn bank_set_active(ctx: Context<Self>, args: BankSetActiveArgs) -> Result<()> {
+        ctx.accounts.validate(&args)?;
+        let registration = &mut ctx.accounts.bank_registration;
+        registration.set_active(args.active);
+        registration.invariant()?;
+        emit_event(BankActiveSet {
+            bank: registration.bank,
+            active: registration.active,
+        });
+        Ok(())
+    }
 }

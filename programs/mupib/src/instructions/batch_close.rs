@@ -58,60 +58,61 @@ impl BatchClose<'_> {
         require!(closable, MupibError::BatchNotClosable);
         Ok(())
     }
-}
 
-/// Refunds the escrow, closes it, closes the batch (Anchor `close = bank`).
-pub fn handler(ctx: Context<BatchClose>) -> Result<()> {
-    let now = Clock::get()?.unix_timestamp;
-    let accounts = &mut *ctx.accounts;
-    let (batch_id, bump, spent_count) = {
-        let batch = accounts.batch.load()?;
-        accounts.validate(&batch, now)?;
-        batch.invariant()?;
-        (batch.batch_id, batch.bump, batch.spent_count)
-    };
-    let bank_key = accounts.bank.key();
-    let batch_id_le = batch_id.to_le_bytes();
-    let bump_seed = [bump];
-    let signer_seeds: &[&[&[u8]]] = &[&[SEED_BATCH, bank_key.as_ref(), &batch_id_le, &bump_seed]];
+    /// Refunds the escrow, closes it, closes the batch (Anchor `close = bank`).
+    pub fn batch_close(ctx: Context<Self>) -> Result<()> {
+        let now = Clock::get()?.unix_timestamp;
+        let accounts = &mut *ctx.accounts;
+        let (batch_id, bump, spent_count) = {
+            let batch = accounts.batch.load()?;
+            accounts.validate(&batch, now)?;
+            batch.invariant()?;
+            (batch.batch_id, batch.bump, batch.spent_count)
+        };
+        let bank_key = accounts.bank.key();
+        let batch_id_le = batch_id.to_le_bytes();
+        let bump_seed = [bump];
+        let signer_seeds: &[&[&[u8]]] =
+            &[&[SEED_BATCH, bank_key.as_ref(), &batch_id_le, &bump_seed]];
 
-    let refunded_amount = accounts.escrow.amount;
-    if refunded_amount > 0 {
-        token::transfer_checked(
-            CpiContext::new_with_signer(
-                accounts.token_program.key(),
-                TransferChecked {
-                    from: accounts.escrow.to_account_info(),
-                    mint: accounts.mint.to_account_info(),
-                    to: accounts.bank_token.to_account_info(),
-                    authority: accounts.batch.to_account_info(),
-                },
-                signer_seeds,
-            ),
+        let refunded_amount = accounts.escrow.amount;
+        if refunded_amount > 0 {
+            token::transfer_checked(
+                CpiContext::new_with_signer(
+                    accounts.token_program.key(),
+                    TransferChecked {
+                        from: accounts.escrow.to_account_info(),
+                        mint: accounts.mint.to_account_info(),
+                        to: accounts.bank_token.to_account_info(),
+                        authority: accounts.batch.to_account_info(),
+                    },
+                    signer_seeds,
+                ),
+                refunded_amount,
+                accounts.mint.decimals,
+            )?;
+        }
+        token::close_account(CpiContext::new_with_signer(
+            accounts.token_program.key(),
+            CloseAccount {
+                account: accounts.escrow.to_account_info(),
+                destination: accounts.bank.to_account_info(),
+                authority: accounts.batch.to_account_info(),
+            },
+            signer_seeds,
+        ))?;
+
+        let registration = &mut accounts.bank_registration;
+        registration.record_batch_closed()?;
+        registration.invariant()?;
+
+        emit_event(BatchClosed {
+            batch: accounts.batch.key(),
+            bank: bank_key,
+            batch_id,
+            spent_count,
             refunded_amount,
-            accounts.mint.decimals,
-        )?;
+        });
+        Ok(())
     }
-    token::close_account(CpiContext::new_with_signer(
-        accounts.token_program.key(),
-        CloseAccount {
-            account: accounts.escrow.to_account_info(),
-            destination: accounts.bank.to_account_info(),
-            authority: accounts.batch.to_account_info(),
-        },
-        signer_seeds,
-    ))?;
-
-    let registration = &mut accounts.bank_registration;
-    registration.record_batch_closed()?;
-    registration.invariant()?;
-
-    emit_event(BatchClosed {
-        batch: accounts.batch.key(),
-        bank: bank_key,
-        batch_id,
-        spent_count,
-        refunded_amount,
-    });
-    Ok(())
 }

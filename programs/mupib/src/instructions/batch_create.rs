@@ -101,60 +101,60 @@ impl BatchCreate<'_> {
             .checked_mul(args.value)
             .ok_or(error!(MupibError::ArithmeticOverflow))
     }
-}
 
-/// Creates and funds the batch.
-pub fn handler(ctx: Context<BatchCreate>, args: BatchCreateArgs) -> Result<()> {
-    let now = Clock::get()?.unix_timestamp;
-    let escrow_amount = ctx.accounts.validate(&args, now)?;
-    let accounts = &mut *ctx.accounts;
+    /// Creates and funds the batch.
+    pub fn batch_create(ctx: Context<Self>, args: BatchCreateArgs) -> Result<()> {
+        let now = Clock::get()?.unix_timestamp;
+        let escrow_amount = ctx.accounts.validate(&args, now)?;
+        let accounts = &mut *ctx.accounts;
 
-    token::transfer_checked(
-        CpiContext::new(
-            accounts.token_program.key(),
-            TransferChecked {
-                from: accounts.bank_token.to_account_info(),
-                mint: accounts.mint.to_account_info(),
-                to: accounts.escrow.to_account_info(),
-                authority: accounts.bank.to_account_info(),
-            },
-        ),
-        escrow_amount,
-        accounts.mint.decimals,
-    )?;
+        token::transfer_checked(
+            CpiContext::new(
+                accounts.token_program.key(),
+                TransferChecked {
+                    from: accounts.bank_token.to_account_info(),
+                    mint: accounts.mint.to_account_info(),
+                    to: accounts.escrow.to_account_info(),
+                    authority: accounts.bank.to_account_info(),
+                },
+            ),
+            escrow_amount,
+            accounts.mint.decimals,
+        )?;
 
-    {
-        let mut batch = accounts.batch.load_init()?;
-        *batch = Batch {
+        {
+            let mut batch = accounts.batch.load_init()?;
+            *batch = Batch {
+                bank: accounts.bank.key(),
+                batch_id: args.batch_id,
+                value: args.value,
+                issued_at: args.issued_at,
+                expires_at: args.expires_at,
+                token_count: args.token_count,
+                published: 0,
+                spent_count: 0,
+                sealed: 0,
+                bump: ctx.bumps.batch,
+                escrow_bump: ctx.bumps.escrow,
+                reserved: [0; 1],
+            };
+            batch.invariant()?;
+        }
+
+        let registration = &mut accounts.bank_registration;
+        registration.record_batch_created(args.batch_id, args.token_count)?;
+        registration.invariant()?;
+
+        emit_event(BatchCreated {
+            batch: accounts.batch.key(),
             bank: accounts.bank.key(),
             batch_id: args.batch_id,
+            token_count: args.token_count,
             value: args.value,
             issued_at: args.issued_at,
             expires_at: args.expires_at,
-            token_count: args.token_count,
-            published: 0,
-            spent_count: 0,
-            sealed: 0,
-            bump: ctx.bumps.batch,
-            escrow_bump: ctx.bumps.escrow,
-            reserved: [0; 1],
-        };
-        batch.invariant()?;
+            escrow_amount,
+        });
+        Ok(())
     }
-
-    let registration = &mut accounts.bank_registration;
-    registration.record_batch_created(args.batch_id, args.token_count)?;
-    registration.invariant()?;
-
-    emit_event(BatchCreated {
-        batch: accounts.batch.key(),
-        bank: accounts.bank.key(),
-        batch_id: args.batch_id,
-        token_count: args.token_count,
-        value: args.value,
-        issued_at: args.issued_at,
-        expires_at: args.expires_at,
-        escrow_amount,
-    });
-    Ok(())
 }

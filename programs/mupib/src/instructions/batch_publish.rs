@@ -54,23 +54,23 @@ impl BatchPublish<'_> {
         require!(end <= batch.token_count, MupibError::PublishPastRange);
         Ok(())
     }
-}
 
-/// Writes the commitments into the batch account.
-pub fn handler(ctx: Context<BatchPublish>, args: BatchPublishArgs) -> Result<()> {
-    let accounts = &*ctx.accounts;
-    let batch_info = accounts.batch.to_account_info();
-    let mut data = batch_info.try_borrow_mut_data()?;
-    let mut view = Batch::view_mut(&mut data)?;
-    accounts.validate(&args, view.header)?;
-    let published = view.publish(args.start, &args.commitments)?;
-    view.header.invariant()?;
+    /// Writes the commitments into the batch account.
+    pub fn batch_publish(ctx: Context<Self>, args: BatchPublishArgs) -> Result<()> {
+        let accounts = &*ctx.accounts;
+        let batch_info = accounts.batch.to_account_info();
+        let mut data = batch_info.try_borrow_mut_data()?;
+        let mut view = Batch::view_mut(&mut data)?;
+        accounts.validate(&args, view.header)?;
+        let published = view.publish(args.start, &args.commitments)?;
+        view.header.invariant()?;
 
-    emit_event(BatchPublished {
-        batch: batch_info.key(),
-        start: args.start,
-        count: published - args.start,
-        published,
-    });
-    Ok(())
+        emit_event(BatchPublished {
+            batch: batch_info.key(),
+            start: args.start,
+            count: published - args.start,
+            published,
+        });
+        Ok(())
+    }
 }

@@ -40,20 +40,20 @@ impl BatchSeal<'_> {
         );
         Ok(())
     }
-}
 
-/// Seals the batch.
-pub fn handler(ctx: Context<BatchSeal>) -> Result<()> {
-    let token_count = {
-        let mut batch = ctx.accounts.batch.load_mut()?;
-        ctx.accounts.validate(&batch)?;
-        batch.seal();
-        batch.invariant()?;
-        batch.token_count
-    };
-    emit_event(BatchSealed {
-        batch: ctx.accounts.batch.key(),
-        token_count,
-    });
-    Ok(())
+    /// Seals the batch.
+    pub fn batch_seal(ctx: Context<Self>) -> Result<()> {
+        let token_count = {
+            let mut batch = ctx.accounts.batch.load_mut()?;
+            ctx.accounts.validate(&batch)?;
+            batch.seal();
+            batch.invariant()?;
+            batch.token_count
+        };
+        emit_event(BatchSealed {
+            batch: ctx.accounts.batch.key(),
+            token_count,
+        });
+        Ok(())
+    }
 }

@@ -23,18 +23,18 @@ impl BlockClose<'_> {
         require!(block.is_verified(), MupibError::BlockNotVerified);
         Ok(())
     }
-}
 
-/// Closes the block (Anchor `close = auditor`).
-pub fn handler(ctx: Context<BlockClose>) -> Result<()> {
-    {
-        let block = ctx.accounts.block.load()?;
-        ctx.accounts.validate(&block)?;
-        block.invariant()?;
+    /// Closes the block (Anchor `close = auditor`).
+    pub fn block_close(ctx: Context<Self>) -> Result<()> {
+        {
+            let block = ctx.accounts.block.load()?;
+            ctx.accounts.validate(&block)?;
+            block.invariant()?;
+        }
+        emit_event(BlockClosed {
+            block: ctx.accounts.block.key(),
+            auditor: ctx.accounts.auditor.key(),
+        });
+        Ok(())
     }
-    emit_event(BlockClosed {
-        block: ctx.accounts.block.key(),
-        auditor: ctx.accounts.auditor.key(),
-    });
-    Ok(())
 }

@@ -41,32 +41,32 @@ impl BlockFinalize<'_> {
         );
         Ok(())
     }
-}
 
-/// Marks the block verified.
-pub fn handler(ctx: Context<BlockFinalize>) -> Result<()> {
-    let accounts = &mut *ctx.accounts;
-    let event = {
-        let mut block = accounts.block.load_mut()?;
-        accounts.validate(&block)?;
-        block.finalize();
-        block.invariant()?;
-        BlockFinalized {
-            block: accounts.block.key(),
-            auditor: block.auditor,
-            user: block.user,
-            block_id: block.block_id,
-            token_count: block.token_count,
-            valid: block.valid_count,
-            altered: block.altered_count,
-            duplicate: block.duplicate_count,
-            unpublished: block.unpublished_count,
-            amount_paid: block.amount_paid,
-        }
-    };
-    let registration = &mut accounts.auditor_registration;
-    registration.record_block_verified()?;
-    registration.invariant()?;
-    emit_event(event);
-    Ok(())
+    /// Marks the block verified.
+    pub fn block_finalize(ctx: Context<Self>) -> Result<()> {
+        let accounts = &mut *ctx.accounts;
+        let event = {
+            let mut block = accounts.block.load_mut()?;
+            accounts.validate(&block)?;
+            block.finalize();
+            block.invariant()?;
+            BlockFinalized {
+                block: accounts.block.key(),
+                auditor: block.auditor,
+                user: block.user,
+                block_id: block.block_id,
+                token_count: block.token_count,
+                valid: block.valid_count,
+                altered: block.altered_count,
+                duplicate: block.duplicate_count,
+                unpublished: block.unpublished_count,
+                amount_paid: block.amount_paid,
+            }
+        };
+        let registration = &mut accounts.auditor_registration;
+        registration.record_block_verified()?;
+        registration.invariant()?;
+        emit_event(event);
+        Ok(())
+    }
 }

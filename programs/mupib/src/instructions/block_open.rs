@@ -63,51 +63,51 @@ impl BlockOpen<'_> {
         );
         Ok(())
     }
-}
 
-/// Creates the block with every position undecided.
-pub fn handler(ctx: Context<BlockOpen>, args: BlockOpenArgs) -> Result<()> {
-    ctx.accounts.validate(&args)?;
-    let accounts = &mut *ctx.accounts;
-    {
-        let mut block = accounts.block.load_init()?;
-        *block = Block {
+    /// Creates the block with every position undecided.
+    pub fn block_open(ctx: Context<Self>, args: BlockOpenArgs) -> Result<()> {
+        ctx.accounts.validate(&args)?;
+        let accounts = &mut *ctx.accounts;
+        {
+            let mut block = accounts.block.load_init()?;
+            *block = Block {
+                auditor: accounts.auditor.key(),
+                user: args.user,
+                block_id: args.block_id,
+                amount_paid: 0,
+                token_count: args.token_count,
+                decided: 0,
+                valid_count: 0,
+                altered_count: 0,
+                duplicate_count: 0,
+                unpublished_count: 0,
+                state: BlockState::Open.into(),
+                bump: ctx.bumps.block,
+                reserved: [0; 6],
+            };
+            block.invariant()?;
+        }
+        {
+            // The discriminator is written on exit, so the decision bytes are set through the raw
+            // data.
+            let block_info = accounts.block.to_account_info();
+            let mut data = block_info.try_borrow_mut_data()?;
+            let end = Block::space(args.token_count);
+            data.get_mut(BLOCK_HEADER_LEN..end)
+                .ok_or(error!(MupibError::BlockDataInvalid))?
+                .fill(DECISION_UNDECIDED);
+        }
+        let registration = &mut accounts.auditor_registration;
+        registration.record_block_opened()?;
+        registration.invariant()?;
+
+        emit_event(BlockOpened {
+            block: accounts.block.key(),
             auditor: accounts.auditor.key(),
             user: args.user,
             block_id: args.block_id,
-            amount_paid: 0,
             token_count: args.token_count,
-            decided: 0,
-            valid_count: 0,
-            altered_count: 0,
-            duplicate_count: 0,
-            unpublished_count: 0,
-            state: BlockState::Open.into(),
-            bump: ctx.bumps.block,
-            reserved: [0; 6],
-        };
-        block.invariant()?;
+        });
+        Ok(())
     }
-    {
-        // The discriminator is written on exit, so the decision bytes are set through the raw
-        // data.
-        let block_info = accounts.block.to_account_info();
-        let mut data = block_info.try_borrow_mut_data()?;
-        let end = Block::space(args.token_count);
-        data.get_mut(BLOCK_HEADER_LEN..end)
-            .ok_or(error!(MupibError::BlockDataInvalid))?
-            .fill(DECISION_UNDECIDED);
-    }
-    let registration = &mut accounts.auditor_registration;
-    registration.record_block_opened()?;
-    registration.invariant()?;
-
-    emit_event(BlockOpened {
-        block: accounts.block.key(),
-        auditor: accounts.auditor.key(),
-        user: args.user,
-        block_id: args.block_id,
-        token_count: args.token_count,
-    });
-    Ok(())
 }

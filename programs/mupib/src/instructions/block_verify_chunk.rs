@@ -90,7 +90,7 @@ pub struct BlockVerifyChunk<'info> {
     pub token_program: Program<'info, Token>,
 }
 
-impl BlockVerifyChunk<'_> {
+impl<'info> BlockVerifyChunk<'info> {
     /// Checks pause, auditor status and the shape of the remaining accounts; returns the
     /// number of `(batch, escrow)` pairs.
     pub fn validate(&self, remaining: &[AccountInfo]) -> Result<usize> {
@@ -111,6 +111,118 @@ impl BlockVerifyChunk<'_> {
             }
         }
         Ok(pairs)
+    }
+
+    /// Decides the chunk, pays the valid tokens, records and emits the decisions.
+    pub fn block_verify_chunk(ctx: Context<'info, Self>, args: BlockVerifyChunkArgs) -> Result<()> {
+        let remaining = ctx.remaining_accounts;
+        let pair_count = ctx.accounts.validate(remaining)?;
+        require!(!args.entries.is_empty(), MupibError::EmptyChunk);
+
+        let mut pairs = Vec::with_capacity(pair_count);
+        for pair in remaining.chunks_exact(2) {
+            pairs.push(PairState::inspect(&pair[0], &pair[1])?);
+        }
+
+        let block_info = ctx.accounts.block.to_account_info();
+        let mut chunk_decisions = Vec::with_capacity(args.entries.len());
+        let mut counts = DecisionCounts::default();
+        let mut amount_paid = 0u64;
+        let (decided, block_amount_paid) = {
+            let mut data = block_info.try_borrow_mut_data()?;
+            let (header, decisions) = Block::view_mut(&mut data)?;
+            require!(header.is_open(), MupibError::BlockNotOpen);
+            let count = u32::try_from(args.entries.len())
+                .map_err(|_| error!(MupibError::ArithmeticOverflow))?;
+            let end = args
+                .start
+                .checked_add(count)
+                .ok_or(error!(MupibError::ArithmeticOverflow))?;
+            require!(end <= header.token_count, MupibError::ChunkPastRange);
+
+            let positions = decisions
+                .get_mut(args.start as usize..end as usize)
+                .ok_or(error!(MupibError::ChunkPastRange))?;
+            for (slot, entry) in positions.iter_mut().zip(args.entries.iter()) {
+                if *slot != DECISION_UNDECIDED {
+                    chunk_decisions.push(*slot);
+                    continue;
+                }
+                let index = usize::from(entry.batch_index);
+                let pair = pairs
+                    .get_mut(index)
+                    .ok_or(error!(MupibError::BatchIndexOutOfRange))?;
+                let decision = if pair.redeemable {
+                    decide(&remaining[2 * index], entry)?
+                } else {
+                    Decision::Unpublished
+                };
+                if decision == Decision::Valid {
+                    pair.paid_tokens = add_u32(pair.paid_tokens, 1)?;
+                }
+                counts.record(decision)?;
+                *slot = decision.into();
+                chunk_decisions.push(decision.into());
+            }
+
+            for pair in pairs.iter().filter(|pair| pair.paid_tokens > 0) {
+                let amount = u64::from(pair.paid_tokens)
+                    .checked_mul(pair.value)
+                    .ok_or(error!(MupibError::ArithmeticOverflow))?;
+                amount_paid = amount_paid
+                    .checked_add(amount)
+                    .ok_or(error!(MupibError::ArithmeticOverflow))?;
+            }
+            header.record_decisions(&counts, amount_paid)?;
+            header.invariant()?;
+            (header.decided, header.amount_paid)
+        };
+
+        let accounts = &mut *ctx.accounts;
+        for (index, pair) in pairs.iter().enumerate() {
+            if pair.paid_tokens == 0 {
+                continue;
+            }
+            let amount = u64::from(pair.paid_tokens)
+                .checked_mul(pair.value)
+                .ok_or(error!(MupibError::ArithmeticOverflow))?;
+            let batch_id_le = pair.batch_id.to_le_bytes();
+            let bump_seed = [pair.bump];
+            let signer_seeds: &[&[&[u8]]] =
+                &[&[SEED_BATCH, pair.bank.as_ref(), &batch_id_le, &bump_seed]];
+            token::transfer_checked(
+                CpiContext::new_with_signer(
+                    accounts.token_program.key(),
+                    TransferChecked {
+                        from: remaining[2 * index + 1].clone(),
+                        mint: accounts.mint.to_account_info(),
+                        to: accounts.auditor_token.to_account_info(),
+                        authority: remaining[2 * index].clone(),
+                    },
+                    signer_seeds,
+                ),
+                amount,
+                accounts.mint.decimals,
+            )?;
+        }
+
+        let registration = &mut accounts.auditor_registration;
+        registration.record_payment(counts.valid, amount_paid)?;
+        registration.invariant()?;
+
+        emit_event(BlockChunkVerified {
+            block: block_info.key(),
+            start: args.start,
+            decisions: chunk_decisions,
+            valid: counts.valid,
+            altered: counts.altered,
+            duplicate: counts.duplicate,
+            unpublished: counts.unpublished,
+            amount_paid,
+            decided,
+            block_amount_paid,
+        });
+        Ok(())
     }
 }
 
@@ -200,119 +312,4 @@ fn decide(batch_info: &AccountInfo, entry: &TokenEntry) -> Result<Decision> {
     view.mark_spent(entry.serial)?;
     view.header.invariant()?;
     Ok(Decision::Valid)
-}
-
-/// Decides the chunk, pays the valid tokens, records and emits the decisions.
-pub fn handler<'info>(
-    ctx: Context<'info, BlockVerifyChunk<'info>>,
-    args: BlockVerifyChunkArgs,
-) -> Result<()> {
-    let remaining = ctx.remaining_accounts;
-    let pair_count = ctx.accounts.validate(remaining)?;
-    require!(!args.entries.is_empty(), MupibError::EmptyChunk);
-
-    let mut pairs = Vec::with_capacity(pair_count);
-    for pair in remaining.chunks_exact(2) {
-        pairs.push(PairState::inspect(&pair[0], &pair[1])?);
-    }
-
-    let block_info = ctx.accounts.block.to_account_info();
-    let mut chunk_decisions = Vec::with_capacity(args.entries.len());
-    let mut counts = DecisionCounts::default();
-    let mut amount_paid = 0u64;
-    let (decided, block_amount_paid) = {
-        let mut data = block_info.try_borrow_mut_data()?;
-        let (header, decisions) = Block::view_mut(&mut data)?;
-        require!(header.is_open(), MupibError::BlockNotOpen);
-        let count = u32::try_from(args.entries.len())
-            .map_err(|_| error!(MupibError::ArithmeticOverflow))?;
-        let end = args
-            .start
-            .checked_add(count)
-            .ok_or(error!(MupibError::ArithmeticOverflow))?;
-        require!(end <= header.token_count, MupibError::ChunkPastRange);
-
-        let positions = decisions
-            .get_mut(args.start as usize..end as usize)
-            .ok_or(error!(MupibError::ChunkPastRange))?;
-        for (slot, entry) in positions.iter_mut().zip(args.entries.iter()) {
-            if *slot != DECISION_UNDECIDED {
-                chunk_decisions.push(*slot);
-                continue;
-            }
-            let index = usize::from(entry.batch_index);
-            let pair = pairs
-                .get_mut(index)
-                .ok_or(error!(MupibError::BatchIndexOutOfRange))?;
-            let decision = if pair.redeemable {
-                decide(&remaining[2 * index], entry)?
-            } else {
-                Decision::Unpublished
-            };
-            if decision == Decision::Valid {
-                pair.paid_tokens = add_u32(pair.paid_tokens, 1)?;
-            }
-            counts.record(decision)?;
-            *slot = decision.into();
-            chunk_decisions.push(decision.into());
-        }
-
-        for pair in pairs.iter().filter(|pair| pair.paid_tokens > 0) {
-            let amount = u64::from(pair.paid_tokens)
-                .checked_mul(pair.value)
-                .ok_or(error!(MupibError::ArithmeticOverflow))?;
-            amount_paid = amount_paid
-                .checked_add(amount)
-                .ok_or(error!(MupibError::ArithmeticOverflow))?;
-        }
-        header.record_decisions(&counts, amount_paid)?;
-        header.invariant()?;
-        (header.decided, header.amount_paid)
-    };
-
-    let accounts = &mut *ctx.accounts;
-    for (index, pair) in pairs.iter().enumerate() {
-        if pair.paid_tokens == 0 {
-            continue;
-        }
-        let amount = u64::from(pair.paid_tokens)
-            .checked_mul(pair.value)
-            .ok_or(error!(MupibError::ArithmeticOverflow))?;
-        let batch_id_le = pair.batch_id.to_le_bytes();
-        let bump_seed = [pair.bump];
-        let signer_seeds: &[&[&[u8]]] =
-            &[&[SEED_BATCH, pair.bank.as_ref(), &batch_id_le, &bump_seed]];
-        token::transfer_checked(
-            CpiContext::new_with_signer(
-                accounts.token_program.key(),
-                TransferChecked {
-                    from: remaining[2 * index + 1].clone(),
-                    mint: accounts.mint.to_account_info(),
-                    to: accounts.auditor_token.to_account_info(),
-                    authority: remaining[2 * index].clone(),
-                },
-                signer_seeds,
-            ),
-            amount,
-            accounts.mint.decimals,
-        )?;
-    }
-
-    let registration = &mut accounts.auditor_registration;
-    registration.record_payment(counts.valid, amount_paid)?;
-    registration.invariant()?;
-
-    emit_event(BlockChunkVerified {
-        block: block_info.key(),
-        start: args.start,
-        decisions: chunk_decisions,
-        valid: counts.valid,
-        altered: counts.altered,
-        duplicate: counts.duplicate,
-        unpublished: counts.unpublished,
-        amount_paid,
-        decided,
-        block_amount_paid,
-    });
-    Ok(())
 }

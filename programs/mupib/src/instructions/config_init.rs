@@ -45,22 +45,22 @@ impl ConfigInit<'_> {
     pub fn validate(&self, _args: &ConfigInitArgs) -> Result<()> {
         Ok(())
     }
-}
 
-/// Creates the config.
-pub fn handler(ctx: Context<ConfigInit>, args: ConfigInitArgs) -> Result<()> {
-    ctx.accounts.validate(&args)?;
-    let config = &mut ctx.accounts.config;
-    config.set_inner(Config {
-        admin: ctx.accounts.admin.key(),
-        mint: args.mint,
-        paused: false,
-        bump: ctx.bumps.config,
-    });
-    config.invariant()?;
-    emit_event(ConfigInitialized {
-        admin: config.admin,
-        mint: config.mint,
-    });
-    Ok(())
+    /// Creates the config.
+    pub fn config_init(ctx: Context<Self>, args: ConfigInitArgs) -> Result<()> {
+        ctx.accounts.validate(&args)?;
+        let config = &mut ctx.accounts.config;
+        config.set_inner(Config {
+            admin: ctx.accounts.admin.key(),
+            mint: args.mint,
+            paused: false,
+            bump: ctx.bumps.config,
+        });
+        config.invariant()?;
+        emit_event(ConfigInitialized {
+            admin: config.admin,
+            mint: config.mint,
+        });
+        Ok(())
+    }
 }

@@ -29,16 +29,16 @@ impl ConfigSetPaused<'_> {
     pub fn validate(&self, _args: &ConfigSetPausedArgs) -> Result<()> {
         Ok(())
     }
-}
 
-/// Sets the pause switch.
-pub fn handler(ctx: Context<ConfigSetPaused>, args: ConfigSetPausedArgs) -> Result<()> {
-    ctx.accounts.validate(&args)?;
-    let config = &mut ctx.accounts.config;
-    config.set_paused(args.paused);
-    config.invariant()?;
-    emit_event(PausedSet {
-        paused: config.paused,
-    });
-    Ok(())
+    /// Sets the pause switch.
+    pub fn config_set_paused(ctx: Context<Self>, args: ConfigSetPausedArgs) -> Result<()> {
+        ctx.accounts.validate(&args)?;
+        let config = &mut ctx.accounts.config;
+        config.set_paused(args.paused);
+        config.invariant()?;
+        emit_event(PausedSet {
+            paused: config.paused,
+        });
+        Ok(())
+    }
 }

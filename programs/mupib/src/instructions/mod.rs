@@ -1,5 +1,6 @@
-//! One module per instruction, `<noun>_<verb>.rs`: Args, `#[derive(Accounts)]`, `validate()`,
-//! `handler`.
+//! One module per instruction, `<noun>_<verb>.rs`: Args, `#[derive(Accounts)]`, and on the
+//! accounts struct `validate()` and the handler named after the instruction
+//! (`BatchSeal::batch_seal`), which `lib.rs` dispatches to.
 
 pub mod auditor_register;
 pub mod auditor_set_active;
@@ -16,33 +17,20 @@ pub mod block_verify_chunk;
 pub mod config_init;
 pub mod config_set_paused;
 
-// Anchor's generated client modules must be reachable from the crate root, hence the globs;
-// every module exports a `handler`, called by its full path from `lib.rs`.
-#[allow(ambiguous_glob_reexports)]
+// Anchor's `#[program]` needs the accounts structs, their generated client modules and the args
+// types reachable from the crate root, hence the globs. The handlers are associated functions,
+// so no two modules export the same name.
 pub use auditor_register::*;
-#[allow(ambiguous_glob_reexports)]
 pub use auditor_set_active::*;
-#[allow(ambiguous_glob_reexports)]
 pub use bank_register::*;
-#[allow(ambiguous_glob_reexports)]
 pub use bank_set_active::*;
-#[allow(ambiguous_glob_reexports)]
 pub use batch_close::*;
-#[allow(ambiguous_glob_reexports)]
 pub use batch_create::*;
-#[allow(ambiguous_glob_reexports)]
 pub use batch_publish::*;
-#[allow(ambiguous_glob_reexports)]
 pub use batch_seal::*;
-#[allow(ambiguous_glob_reexports)]
 pub use block_close::*;
-#[allow(ambiguous_glob_reexports)]
 pub use block_finalize::*;
-#[allow(ambiguous_glob_reexports)]
 pub use block_open::*;
-#[allow(ambiguous_glob_reexports)]
 pub use block_verify_chunk::*;
-#[allow(ambiguous_glob_reexports)]
 pub use config_init::*;
-#[allow(ambiguous_glob_reexports)]
 pub use config_set_paused::*;

@@ -102,7 +102,8 @@ pub enum Command {
 pub enum Outcome {
     /// The vendor delivered: the tokens are spent.
     Delivered,
-    /// The payment never reached a vendor: its tokens are unspent again.
+    /// The payment never reached a vendor: its tokens are unspent again, once its validity
+    /// window (10 minutes after its time) has passed and no auditor would take it in.
     Cancelled,
     /// The auditor rejected it and refunded its valid tokens (give --refund).
     Refunded,
@@ -226,7 +227,7 @@ impl Command {
                 let (mut wallet, _) = common.open_wallet()?;
                 match outcome {
                     Outcome::Delivered => wallet.confirm(&reference)?,
-                    Outcome::Cancelled => wallet.cancel(&reference)?,
+                    Outcome::Cancelled => wallet.cancel(&reference, unix_now()?)?,
                     Outcome::Refunded => wallet.refund(&reference, refund, &note, unix_now()?)?,
                 }
                 let balance = wallet.balance()?;

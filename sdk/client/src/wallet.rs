@@ -23,6 +23,7 @@ use mupib_protocol::cert::{b58, pubkey_of, Certificate, Role};
 use mupib_protocol::token::{Token, TokenError, TokenId};
 use mupib_protocol::transaction::{
     PaymentTransaction, TransactionError, UserSignedPayment, MAX_TOKENS_PER_TRANSACTION,
+    PAYMENT_VALIDITY_SECS,
 };
 use mupib_protocol::Pubkey;
 
@@ -32,6 +33,16 @@ pub const WALLET_FORMAT_VERSION: u32 = 1;
 /// Errors of the wallet.
 #[derive(Debug, thiserror::Error)]
 pub enum WalletError {
+    /// A payment cannot be cancelled while an auditor could still take it in.
+    #[error("payment {reference} can still be submitted by the vendor until {valid_until} (now {now}); its tokens are free again only after that")]
+    PaymentStillValid {
+        /// The payment.
+        reference: String,
+        /// The end of its validity window.
+        valid_until: i64,
+        /// Now.
+        now: i64,
+    },
     /// No wallet file at the path.
     #[error("no wallet at {path}: a wallet is created when a bank gives tokens to it (`mupib bank give --to ...`)")]
     NotFound {
@@ -469,9 +480,20 @@ impl WalletData {
         self.settle(reference, PaymentStatus::Delivered)
     }
 
-    /// The payment was never submitted: its tokens become unspent again. Only do this when the
-    /// vendor has not received the payment, or the tokens will be seen as double spent.
-    pub fn cancel(&mut self, reference: &str) -> Result<(), WalletError> {
+    /// The payment was never submitted: its tokens become unspent again — only once its
+    /// validity window ([`PAYMENT_VALIDITY_SECS`] after its time) has passed at `now`, when no
+    /// auditor will take it in any more; before that, a vendor holding it could still submit
+    /// it and the tokens' next use would count as double spending.
+    pub fn cancel(&mut self, reference: &str, now: i64) -> Result<(), WalletError> {
+        let payment = self.pending_payment(reference)?;
+        let valid_until = payment.time.saturating_add(PAYMENT_VALIDITY_SECS);
+        if now <= valid_until {
+            return Err(WalletError::PaymentStillValid {
+                reference: reference.to_owned(),
+                valid_until,
+                now,
+            });
+        }
         self.settle(reference, PaymentStatus::Cancelled)
     }
 
@@ -665,8 +687,8 @@ impl Wallet {
     }
 
     /// See [`WalletData::cancel`].
-    pub fn cancel(&mut self, reference: &str) -> Result<(), WalletError> {
-        self.update(|data| data.cancel(reference))
+    pub fn cancel(&mut self, reference: &str, now: i64) -> Result<(), WalletError> {
+        self.update(|data| data.cancel(reference, now))
     }
 
     /// See [`WalletData::refund`].
@@ -888,7 +910,13 @@ mod tests {
                 .unwrap(),
         );
         data.confirm(&a).unwrap();
-        data.cancel(&b).unwrap();
+        // While the vendor could still submit it, the payment cannot be cancelled.
+        assert!(matches!(
+            data.cancel(&b, 2 + PAYMENT_VALIDITY_SECS),
+            Err(WalletError::PaymentStillValid { valid_until, .. }) if valid_until == 2 + PAYMENT_VALIDITY_SECS
+        ));
+        assert_eq!(data.balance().unwrap().pending_tokens, 4, "b and c pending");
+        data.cancel(&b, 3 + PAYMENT_VALIDITY_SECS).unwrap();
         data.refund(&c, 15, "block invalid", 9).unwrap();
         let balance = data.balance().unwrap();
         assert_eq!(balance.unspent_tokens, 2); // b's tokens are back

@@ -12,7 +12,7 @@ use mupib_protocol::response::{AuditorResponse, ResponseError, Verdict};
 use mupib_protocol::token::Token;
 use mupib_protocol::transaction::{
     verify_transaction, verify_transactions, Party, PaymentTransaction, SignatureSlot, VerifyError,
-    MAX_CLOCK_SKEW_SECS, MAX_INFO_LEN, MAX_TOKENS_PER_TRANSACTION,
+    MAX_CLOCK_SKEW_SECS, MAX_INFO_LEN, MAX_TOKENS_PER_TRANSACTION, PAYMENT_VALIDITY_SECS,
 };
 use mupib_protocol::Pubkey;
 use proptest::prelude::*;
@@ -100,7 +100,7 @@ fn pay_with(
         &w.user,
         user_cert.clone(),
         vendor_cert.clone(),
-        4_000,
+        NOW - 100,
         toks,
         "a coffee",
     )
@@ -175,9 +175,21 @@ fn boundary_times_accepted() {
     .countersign(&w.vendor)
     .unwrap();
     verify_transaction(&tx, &w.registry, 0).unwrap();
-    verify_transaction(&tx, &w.registry, 9_999).unwrap();
+    let toks = vec![Token::sign(&w.bank, 1, 0, 10, 0)];
+    let late = PaymentTransaction::user_sign(
+        &w.user,
+        w.user_cert.clone(),
+        w.vendor_cert.clone(),
+        9_700,
+        toks,
+        "",
+    )
+    .unwrap()
+    .countersign(&w.vendor)
+    .unwrap();
+    verify_transaction(&late, &w.registry, 9_999).unwrap();
     assert!(matches!(
-        verify_transaction(&tx, &w.registry, 10_000),
+        verify_transaction(&late, &w.registry, 10_000),
         Err(VerifyError::Certificate {
             party: Party::User,
             source: CertError::Expired { .. },
@@ -189,6 +201,37 @@ fn boundary_times_accepted() {
     tx.time = NOW + MAX_CLOCK_SKEW_SECS;
     resign(&mut tx, &w.user, &w.vendor);
     verify_transaction(&tx, &w.registry, NOW).unwrap();
+    // ... and one dated exactly `now − PAYMENT_VALIDITY_SECS`.
+    tx.time = NOW - PAYMENT_VALIDITY_SECS;
+    resign(&mut tx, &w.user, &w.vendor);
+    verify_transaction(&tx, &w.registry, NOW).unwrap();
+}
+
+/// A vendor that held a signed payment past its validity window cannot submit it any more
+/// (it would frame a user who spent the tokens elsewhere meanwhile); the error names the window.
+#[test]
+fn stale_payment_refused_with_its_validity_window() {
+    let w = world();
+    let mut tx = pay(&w, tokens(&w, 1, 1));
+    tx.time = NOW - PAYMENT_VALIDITY_SECS - 1;
+    resign(&mut tx, &w.user, &w.vendor);
+    let error = verify_transaction(&tx, &w.registry, NOW).unwrap_err();
+    assert_eq!(
+        error,
+        VerifyError::TransactionExpired {
+            time: NOW - PAYMENT_VALIDITY_SECS - 1,
+            now: NOW,
+            age: PAYMENT_VALIDITY_SECS + 1,
+            validity: PAYMENT_VALIDITY_SECS,
+        }
+    );
+    assert!(error.to_string().contains("600 s"), "{error}");
+    // The batch path refuses it the same way.
+    let results = verify_transactions(std::slice::from_ref(&tx), &w.registry, NOW);
+    assert!(matches!(
+        results[0],
+        Err(VerifyError::TransactionExpired { .. })
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -683,7 +726,7 @@ fn user_certificate_presented_as_vendor_rejected() {
         &w.user,
         w.user_cert.clone(),
         other_cert.clone(),
-        4_000,
+        NOW - 100,
         tokens(&w, 1, 1),
         "x",
     )
@@ -731,7 +774,7 @@ fn unknown_user_rejected() {
         &stranger,
         stranger_cert.clone(),
         w.vendor_cert.clone(),
-        4_000,
+        NOW - 100,
         tokens(&w, 1, 1),
         "x",
     )

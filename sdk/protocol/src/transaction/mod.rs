@@ -67,6 +67,11 @@ pub const MAX_INFO_LEN: usize = 256;
 /// How far in the future (seconds) a transaction time or a token issue time may be, to absorb
 /// clock skew between the user, the bank and the auditor.
 pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+/// How long after its time t a payment may be taken in by an auditor (seconds). Later it is
+/// refused, so a vendor cannot hold a signed payment and submit it after the user spent the
+/// tokens elsewhere; and a wallet treats the tokens of a payment that was never submitted as
+/// free again only once this window has passed.
+pub const PAYMENT_VALIDITY_SECS: i64 = 600;
 
 /// `SHA-256(TX_ID_TAG || vendor-signed bytes)`. Displayed and serialized as 64 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]

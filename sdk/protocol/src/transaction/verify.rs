@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     id_of, vendor_signed_bytes, PaymentTransaction, TransactionError, TransactionId,
-    MAX_CLOCK_SKEW_SECS, TX_VENDOR_TAG,
+    MAX_CLOCK_SKEW_SECS, PAYMENT_VALIDITY_SECS, TX_VENDOR_TAG,
 };
 use crate::cert::{check_signature_encoding, CertError, Registry, Role, SignatureProblem};
 use crate::token::{Token, TokenId, TokenRef, TOKEN_SIGNING_LEN};
@@ -80,6 +80,18 @@ pub enum VerifyError {
         now: i64,
         /// The allowed skew.
         max_skew: i64,
+    },
+    /// The payment is older than its validity window: too late to take in.
+    #[error("the payment is dated {time}, {age} s before now ({now}); payments are taken in for {validity} s after their time: ask the user for a new payment")]
+    TransactionExpired {
+        /// The transaction time.
+        time: i64,
+        /// The auditor's time.
+        now: i64,
+        /// `now − time`.
+        age: i64,
+        /// The window ([`PAYMENT_VALIDITY_SECS`]).
+        validity: i64,
     },
     /// A certificate or identity is refused (unknown, revoked, expired, not yet valid, wrong
     /// role, unknown issuer, not the registered one).
@@ -452,6 +464,14 @@ fn prepare(
             time: tx.time,
             now,
             max_skew: MAX_CLOCK_SKEW_SECS,
+        });
+    }
+    if now > tx.time.saturating_add(PAYMENT_VALIDITY_SECS) {
+        return Err(VerifyError::TransactionExpired {
+            time: tx.time,
+            now,
+            age: now.saturating_sub(tx.time),
+            validity: PAYMENT_VALIDITY_SECS,
         });
     }
     // 2. Identities.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use mupib_chain::ledger::EmbeddedLedger;
 
+pub mod report;
 pub mod scenario;
 pub mod system;
 
@@ -118,7 +119,7 @@ impl Args {
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
-            print!("{}", system::render(&report, self.data_dir.as_deref()));
+            print!("{}", report::render(&report, self.data_dir.as_deref()));
         }
         let money = &report.money;
         if !money.balanced {

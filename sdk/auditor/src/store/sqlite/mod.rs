@@ -1,0 +1,427 @@
+//! SQLite [`Store`] (the default): WAL journal, `synchronous = FULL` (a committed step survives
+//! power loss), numbered migrations from `migrations/auditor/`, schema version tracked in
+//! `schema_migrations`. Every [`Store::apply`] and settlement call is one `BEGIN IMMEDIATE`
+//! transaction.
+//!
+//! The schema and migrations are in `sqlite/schema.rs`, row conversions in `sqlite/rows.rs`, the
+//! writes of a change set in `sqlite/apply.rs`, the settlement statements in
+//! `sqlite/settlement.rs`.
+
+mod apply;
+mod rows;
+mod schema;
+mod settlement;
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::model::*;
+use super::{Store, StoreError};
+use mupib_protocol::token::TokenId;
+use mupib_protocol::transaction::TransactionId;
+use mupib_protocol::Pubkey;
+use rows::{
+    code, model_from, pubkey, scale_from, to_i64, to_u64, tx_id, tx_id_bytes, MisbehaviourRow,
+    TX_COLUMNS, USER_COLUMNS,
+};
+use schema::migrate;
+
+/// A test hook called with the name of each step inside a write transaction (see
+/// [`SqliteStore::set_step_hook`]).
+pub type StepHook = Box<dyn FnMut(&'static str) + Send>;
+
+/// SQLite-backed auditor state.
+pub struct SqliteStore {
+    conn: Connection,
+    hook: Option<StepHook>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.conn.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path`, sets WAL and `synchronous = FULL`, and runs
+    /// pending migrations.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`] if the file cannot be opened; [`StoreError::SchemaTooNew`] if it was
+    /// written by a newer version.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Self::init(conn)
+    }
+
+    /// A private in-memory database (tests).
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore { conn, hook: None })
+    }
+
+    /// The schema version of the open database.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Installs a hook called with the name of each step inside write transactions
+    /// (`"begin"`, `"user"`, `"block"`, `"transactions"`, `"updates"`, `"tokens"`, `"decided"`,
+    /// `"payouts"`, `"commit"`, and `"settlement:*"`). Used by the crash tests to abort the
+    /// process at a chosen step; production code leaves it unset.
+    #[doc(hidden)]
+    pub fn set_step_hook(&mut self, hook: Option<StepHook>) {
+        self.hook = hook;
+    }
+
+    /// Every row of every table, sorted, as text: two equal dumps mean equal states (crash tests).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    #[doc(hidden)]
+    pub fn dump(&self) -> Result<String, StoreError> {
+        let tables = [
+            "users",
+            "transactions",
+            "transaction_tokens",
+            "seen_tokens",
+            "blocks",
+            "vendors",
+            "user_refunds",
+            "misbehaviour",
+            "settlements",
+            "settlement_items",
+            "meta",
+            "schema_migrations",
+        ];
+        let mut out = String::new();
+        for table in tables {
+            let mut statement = self.conn.prepare(&format!("SELECT * FROM {table}"))?;
+            let columns = statement.column_count();
+            let mut rows: Vec<String> = statement
+                .query_map([], |row| {
+                    let mut line = String::new();
+                    for index in 0..columns {
+                        let value: rusqlite::types::Value = row.get(index)?;
+                        line.push_str(&format!("{value:?}|"));
+                    }
+                    Ok(line)
+                })?
+                .collect::<Result<_, _>>()?;
+            rows.sort();
+            out.push_str(&format!("[{table}]\n"));
+            for row in rows {
+                out.push_str(&row);
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+
+    fn step(hook: &mut Option<StepHook>, name: &'static str) {
+        if let Some(hook) = hook.as_mut() {
+            hook(name);
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn user(&self, user: &Pubkey) -> Result<Option<UserState>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE user = ?1"))?;
+        let row = statement
+            .query_row(params![user.to_bytes()], |r| {
+                let mut ints = [0i64; 14];
+                let indexes = [1usize, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 16, 17];
+                for (slot, index) in ints.iter_mut().zip(indexes) {
+                    *slot = r.get(index)?;
+                }
+                Ok((
+                    ints,
+                    r.get::<_, bool>(7)?,
+                    r.get::<_, Option<i64>>(10)?,
+                    r.get::<_, String>(15)?,
+                ))
+            })
+            .optional()?;
+        let Some((ints, suspended, pending, risk)) = row else {
+            return Ok(None);
+        };
+        let [version, w0, w, model, scale, gamma, queued_tokens, queued_txs, next_seq, valid, invalid, misbehaviour, delivered, refunded] =
+            ints;
+        Ok(Some(UserState {
+            user: *user,
+            version: to_u64(version, "version")?,
+            trust: mupib_protocol::trust::TrustState {
+                model: model_from(model)?,
+                scale: scale_from(scale)?,
+                initial_block_size: to_u64(w0, "W0")?,
+                block_size: to_u64(w, "W")?,
+                invalid_total: to_u64(gamma, "gamma")?,
+            },
+            suspended,
+            queued_tokens: to_u64(queued_tokens, "queued tokens")?,
+            queued_transactions: to_u64(queued_txs, "queued transactions")?,
+            pending_block: pending.map(|p| to_u64(p, "pending block")).transpose()?,
+            next_seq: to_u64(next_seq, "next seq")?,
+            blocks_valid: to_u64(valid, "blocks valid")?,
+            blocks_invalid: to_u64(invalid, "blocks invalid")?,
+            misbehaviour_count: to_u64(misbehaviour, "misbehaviour")?,
+            risk_total: risk
+                .parse()
+                .map_err(|_| StoreError::OutOfRange(format!("risk total {risk:?}")))?,
+            tokens_delivered: to_u64(delivered, "tokens delivered")?,
+            refunded_total: to_u64(refunded, "refunded")?,
+        }))
+    }
+
+    fn token_seen(&self, token: &TokenId) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM seen_tokens WHERE bank = ?1 AND batch_id = ?2 AND serial = ?3",
+            )?
+            .exists(params![
+                token.bank.to_bytes(),
+                to_i64(token.batch_id, "batch id")?,
+                i64::from(token.serial)
+            ])?)
+    }
+
+    fn transaction_by_id(
+        &self,
+        id: &TransactionId,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        Ok(self
+            .query_txs(
+                &format!("SELECT {TX_COLUMNS} FROM transactions WHERE tx_id = ?1 ORDER BY seq, user LIMIT 1"),
+                params![tx_id_bytes(id)],
+            )?
+            .into_iter()
+            .next())
+    }
+
+    fn queue(&self, user: &Pubkey) -> Result<Vec<TransactionRecord>, StoreError> {
+        self.query_txs(
+            &format!(
+                "SELECT {TX_COLUMNS} FROM transactions WHERE user = ?1 AND block_id IS NULL AND status IN (0, 2) ORDER BY seq"
+            ),
+            params![user.to_bytes()],
+        )
+    }
+
+    fn block(
+        &self,
+        block_id: u64,
+    ) -> Result<Option<(BlockRecord, Vec<TransactionRecord>)>, StoreError> {
+        let id = to_i64(block_id, "block id")?;
+        let raw = self
+            .conn
+            .prepare_cached(
+                "SELECT block_id, user, waiting_seq, token_count, block_size, outcome FROM blocks WHERE block_id = ?1",
+            )?
+            .query_row(params![id], Self::read_block)
+            .optional()?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let record = Self::block_record(raw)?;
+        let txs = self.query_txs(
+            &format!("SELECT {TX_COLUMNS} FROM transactions WHERE block_id = ?1 ORDER BY seq"),
+            params![id],
+        )?;
+        Ok(Some((record, txs)))
+    }
+
+    fn pending_blocks(&self) -> Result<Vec<BlockRecord>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT block_id, user, waiting_seq, token_count, block_size, outcome FROM blocks \
+             WHERE outcome IS NULL ORDER BY block_id",
+        )?;
+        let raw: Vec<_> = statement
+            .query_map([], Self::read_block)?
+            .collect::<Result<_, _>>()?;
+        raw.into_iter().map(Self::block_record).collect()
+    }
+
+    fn next_block_id(&self) -> Result<u64, StoreError> {
+        let value: i64 = self.conn.query_row(
+            "SELECT value FROM meta WHERE key = 'next_block_id'",
+            [],
+            |r| r.get(0),
+        )?;
+        to_u64(value, "next block id")
+    }
+
+    fn apply(&mut self, change: &ChangeSet) -> Result<(), StoreError> {
+        let mut hook = self.hook.take();
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            Self::apply_in(&tx, change, &mut hook)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        self.hook = hook;
+        result
+    }
+
+    /// One `BEGIN IMMEDIATE … COMMIT` around every change set of the group: with
+    /// `synchronous = FULL` the group costs one fsync. Each change set runs the same checked
+    /// statements as [`Store::apply`] and sees the earlier ones' writes (same connection); any
+    /// failure rolls the whole group back. Test-hook steps: each change set's steps, then
+    /// `"group:next"` between change sets and `"group:commit"` before the commit.
+    fn apply_all(&mut self, changes: &[ChangeSet]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut hook = self.hook.take();
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for (index, change) in changes.iter().enumerate() {
+                if index > 0 {
+                    Self::step(&mut hook, "group:next");
+                }
+                Self::apply_in(&tx, change, &mut hook)?;
+            }
+            Self::step(&mut hook, "group:commit");
+            tx.commit()?;
+            Ok(())
+        })();
+        self.hook = hook;
+        result
+    }
+
+    fn vendor(&self, vendor: &Pubkey) -> Result<VendorAccount, StoreError> {
+        Self::vendor_in(&self.conn, vendor)
+    }
+
+    fn user_refund(&self, user: &Pubkey) -> Result<u64, StoreError> {
+        let amount: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT amount FROM user_refunds WHERE user = ?1",
+                params![user.to_bytes()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        to_u64(amount.unwrap_or(0), "refund")
+    }
+
+    fn misbehaviour(&self) -> Result<Vec<MisbehaviourRecord>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT kind, user, vendor, tx_id, tokens FROM misbehaviour ORDER BY id",
+        )?;
+        let raw: Vec<MisbehaviourRow> = statement
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        raw.into_iter()
+            .map(|(kind, user, vendor, id, tokens)| {
+                Ok(MisbehaviourRecord {
+                    kind: MisbehaviourKind::from_code(code(kind, "misbehaviour")?).ok_or_else(
+                        || StoreError::OutOfRange(format!("misbehaviour kind {kind}")),
+                    )?,
+                    user: pubkey(user)?,
+                    vendor: pubkey(vendor)?,
+                    transaction_id: tx_id(id)?,
+                    tokens: to_u64(tokens, "tokens")?,
+                })
+            })
+            .collect()
+    }
+
+    fn pending_payouts(&self) -> Result<Vec<VendorPayout>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT vendor, accrued - settled - in_flight FROM vendors \
+             WHERE accrued - settled - in_flight > 0 ORDER BY vendor",
+        )?;
+        let raw: Vec<(Vec<u8>, i64)> = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out = raw
+            .into_iter()
+            .map(|(vendor, amount)| {
+                Ok(VendorPayout {
+                    vendor: pubkey(vendor)?,
+                    amount: to_u64(amount, "settleable")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_by_key(|item| item.vendor);
+        Ok(out)
+    }
+
+    fn begin_settlement(
+        &mut self,
+        key: &str,
+        items: &[VendorPayout],
+    ) -> Result<SettlementBatch, StoreError> {
+        self.open_settlement(key, items)
+    }
+
+    fn complete_settlement(
+        &mut self,
+        key: &str,
+        reference: &str,
+    ) -> Result<SettlementBatch, StoreError> {
+        self.close_settlement(key, Some(reference))
+    }
+
+    fn abort_settlement(&mut self, key: &str) -> Result<SettlementBatch, StoreError> {
+        self.close_settlement(key, None)
+    }
+
+    fn settlement(&self, key: &str) -> Result<Option<SettlementBatch>, StoreError> {
+        Self::settlement_in(&self.conn, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::schema::SCHEMA_VERSION;
+    use super::*;
+
+    #[test]
+    fn file_database_uses_wal_and_full_synchronous_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("a.db")).unwrap();
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let sync: i64 = store
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 2, "FULL");
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+}

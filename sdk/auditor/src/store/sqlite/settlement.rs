@@ -1,0 +1,179 @@
+//! Settlement statements of the SQLite store: reading a batch and a vendor's account, reserving
+//! a batch in flight, and completing or aborting it, each in one `BEGIN IMMEDIATE` transaction
+//! (the protocol is in the `store` module documentation).
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::rows::{pubkey, to_i64, to_u64};
+use super::SqliteStore;
+use crate::store::model::*;
+use crate::store::StoreError;
+use mupib_protocol::Pubkey;
+
+impl SqliteStore {
+    pub(super) fn settlement_in(
+        conn: &Connection,
+        key: &str,
+    ) -> Result<Option<SettlementBatch>, StoreError> {
+        let head: Option<(i64, Option<String>)> = conn
+            .query_row(
+                "SELECT status, reference FROM settlements WHERE key = ?1",
+                params![key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((status, reference)) = head else {
+            return Ok(None);
+        };
+        let status = match status {
+            0 => SettlementStatus::InFlight,
+            1 => SettlementStatus::Completed,
+            2 => SettlementStatus::Aborted,
+            other => return Err(StoreError::OutOfRange(format!("settlement status {other}"))),
+        };
+        let mut statement = conn.prepare_cached(
+            "SELECT vendor, amount FROM settlement_items WHERE key = ?1 ORDER BY vendor",
+        )?;
+        let raw: Vec<(Vec<u8>, i64)> = statement
+            .query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut items = Vec::with_capacity(raw.len());
+        for (vendor, amount) in raw {
+            items.push(VendorPayout {
+                vendor: pubkey(vendor)?,
+                amount: to_u64(amount, "settlement amount")?,
+            });
+        }
+        items.sort_by_key(|item| item.vendor);
+        Ok(Some(SettlementBatch {
+            key: key.to_owned(),
+            status,
+            items,
+            reference,
+        }))
+    }
+
+    pub(super) fn vendor_in(
+        conn: &Connection,
+        vendor: &Pubkey,
+    ) -> Result<VendorAccount, StoreError> {
+        let row: Option<(i64, i64, i64, i64)> = conn
+            .query_row(
+                "SELECT accrued, settled, in_flight, double_sellings FROM vendors WHERE vendor = ?1",
+                params![vendor.to_bytes()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        Ok(match row {
+            None => VendorAccount::default(),
+            Some((accrued, settled, in_flight, flags)) => VendorAccount {
+                accrued: to_u64(accrued, "accrued")?,
+                settled: to_u64(settled, "settled")?,
+                in_flight: to_u64(in_flight, "in flight")?,
+                double_sellings: to_u64(flags, "double sellings")?,
+            },
+        })
+    }
+
+    /// Moves a batch from in-flight to `status` (1 completed, 2 aborted) in one transaction.
+    pub(super) fn close_settlement(
+        &mut self,
+        key: &str,
+        reference: Option<&str>,
+    ) -> Result<SettlementBatch, StoreError> {
+        let completing = reference.is_some();
+        let mut hook = self.hook.take();
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let batch = Self::settlement_in(&tx, key)?
+                .ok_or_else(|| StoreError::NotFound(format!("settlement {key}")))?;
+            match (batch.status, completing) {
+                (SettlementStatus::Completed, true) | (SettlementStatus::Aborted, false) => {
+                    return Ok(batch)
+                }
+                (SettlementStatus::Aborted, true) => {
+                    return Err(StoreError::Settlement {
+                        key: key.to_owned(),
+                        reason: "was aborted; start a new batch with a new key".into(),
+                    })
+                }
+                (SettlementStatus::Completed, false) => {
+                    return Err(StoreError::Settlement {
+                        key: key.to_owned(),
+                        reason: "is completed (paid on-chain) and cannot be aborted".into(),
+                    })
+                }
+                (SettlementStatus::InFlight, _) => {}
+            }
+            for item in &batch.items {
+                let amount = to_i64(item.amount, "settlement amount")?;
+                let sql = if completing {
+                    "UPDATE vendors SET in_flight = in_flight - ?2, settled = settled + ?2 WHERE vendor = ?1"
+                } else {
+                    "UPDATE vendors SET in_flight = in_flight - ?2 WHERE vendor = ?1"
+                };
+                tx.execute(sql, params![item.vendor.to_bytes(), amount])?;
+            }
+            Self::step(&mut hook, "settlement:vendors");
+            tx.execute(
+                "UPDATE settlements SET status = ?2, reference = ?3 WHERE key = ?1",
+                params![key, if completing { 1 } else { 2 }, reference],
+            )?;
+            let done = Self::settlement_in(&tx, key)?
+                .ok_or_else(|| StoreError::NotFound(format!("settlement {key}")))?;
+            Self::step(&mut hook, "commit");
+            tx.commit()?;
+            Ok(done)
+        })();
+        self.hook = hook;
+        result
+    }
+
+    /// Reserves a batch in flight under `key` in one transaction (the body of
+    /// [`Store::begin_settlement`](crate::store::Store::begin_settlement)).
+    pub(super) fn open_settlement(
+        &mut self,
+        key: &str,
+        items: &[VendorPayout],
+    ) -> Result<SettlementBatch, StoreError> {
+        let items = crate::store::normalize_items(key, items)?;
+        let mut hook = self.hook.take();
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(existing) = Self::settlement_in(&tx, key)? {
+                return crate::store::same_batch(&existing, &items);
+            }
+            for item in &items {
+                let account = Self::vendor_in(&tx, &item.vendor)?;
+                crate::store::check_settleable(key, item, &account)?;
+            }
+            tx.execute(
+                "INSERT INTO settlements (key, status, reference) VALUES (?1, 0, NULL)",
+                params![key],
+            )?;
+            for item in &items {
+                let amount = to_i64(item.amount, "settlement amount")?;
+                tx.execute(
+                    "INSERT INTO settlement_items (key, vendor, amount) VALUES (?1, ?2, ?3)",
+                    params![key, item.vendor.to_bytes(), amount],
+                )?;
+                tx.execute(
+                    "UPDATE vendors SET in_flight = in_flight + ?2 WHERE vendor = ?1",
+                    params![item.vendor.to_bytes(), amount],
+                )?;
+            }
+            Self::step(&mut hook, "settlement:begin");
+            let batch = Self::settlement_in(&tx, key)?
+                .ok_or_else(|| StoreError::NotFound(format!("settlement {key}")))?;
+            Self::step(&mut hook, "commit");
+            tx.commit()?;
+            Ok(batch)
+        })();
+        self.hook = hook;
+        result
+    }
+}

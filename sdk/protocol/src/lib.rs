@@ -13,6 +13,7 @@
 //! | [`trust`] | trust models and the block-size update (eqs. 3–7) |
 //! | [`risk`] | risk (eqs. 10–13) |
 //! | [`money`] | withholding ρ, vendor payouts, a block's balanced money flows |
+//! | [`payout`] | paying vendors on-chain: the [`payout::PayoutSender`] port, batches, their digest |
 //! | [`wire`] | the auditor service's HTTP wire types, shared by the service and its clients |
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -20,6 +21,7 @@ pub mod block;
 pub mod cert;
 pub mod decision;
 pub mod money;
+pub mod payout;
 pub mod reject;
 pub mod response;
 pub mod risk;

@@ -10,6 +10,7 @@
 //! | [`outcome`] | what the engine answers: [`IntakeOutcome`], [`BlockOutcome`], … |
 //! | [`error`] | [`EngineError`] |
 //! | [`store`] | the [`store::Store`] trait, SQLite and in-memory backends, the conformance suite |
+//! | [`settlement`] | paying vendors on-chain exactly once, through the `PayoutSender` port |
 //! | [`simulated`] | [`SimulatedChain`]: a `BlockVerifier` deciding from ground truth |
 //!
 //! The engine answers with [`EngineVerdict`]s; signing them as `AuditorResponse`s with the
@@ -23,6 +24,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod outcome;
+pub mod settlement;
 pub mod simulated;
 pub mod store;
 

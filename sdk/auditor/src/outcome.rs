@@ -26,6 +26,9 @@ pub struct TransactionSummary {
     pub vendor: Pubkey,
     /// Its tokens in order.
     pub tokens: Vec<TokenRef>,
+    /// SHA-256 of the bytes it was submitted with (`PaymentTransaction::submission_digest`):
+    /// the same id with the same bytes is a resubmission, answered from the store.
+    pub submission: [u8; 32],
 }
 
 impl From<&VerifiedTransaction> for TransactionSummary {
@@ -36,6 +39,7 @@ impl From<&VerifiedTransaction> for TransactionSummary {
             user: tx.user(),
             vendor: tx.vendor(),
             tokens: tx.tokens().to_vec(),
+            submission: tx.submission_digest(),
         }
     }
 }
@@ -72,6 +76,9 @@ pub struct IntakeOutcome {
     pub offending_token: Option<TokenId>,
     /// The user's state after the step.
     pub user: UserState,
+    /// The same transaction was submitted before with the same bytes: nothing was written,
+    /// `verdict` is the stored one, and the answer to give is the stored answer.
+    pub resubmission: bool,
 }
 
 /// The final word on one transaction, given when a block is decided.

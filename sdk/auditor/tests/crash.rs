@@ -11,9 +11,10 @@ use std::process::Command;
 
 use mupib_auditor::{Auditor, AuditorConfig, SimulatedChain, TransactionSummary};
 
-use mupib_auditor::store::{SqliteStore, Store, VendorPayout};
+use mupib_auditor::store::{SqliteStore, Store};
 use mupib_protocol::block::BlockVerifier;
 use mupib_protocol::money::Withholding;
+use mupib_protocol::payout::VendorPayout;
 use mupib_protocol::token::TokenId;
 use mupib_protocol::token::TokenRef;
 use mupib_protocol::transaction::TransactionId;
@@ -84,6 +85,7 @@ fn tx(n: u8, tokens: Vec<TokenRef>) -> TransactionSummary {
         user: key(USER),
         vendor: key(VENDOR + n % 3),
         tokens,
+        submission: [n; 32],
     }
 }
 
@@ -200,7 +202,7 @@ impl Scenario {
                 let pending = auditor.store().pending_payouts().expect("payouts");
                 auditor
                     .store_mut()
-                    .begin_settlement("batch-1", &pending)
+                    .begin_settlement("batch-1", 0, &pending)
                     .expect("begin");
             }
             Scenario::IntakeFormsBlock => {
@@ -284,7 +286,7 @@ impl Scenario {
                     "{:?}",
                     auditor
                         .store_mut()
-                        .begin_settlement("batch-1", &items)
+                        .begin_settlement("batch-1", 0, &items)
                         .expect("begin")
                 )
             }

@@ -14,6 +14,7 @@ use mupib_auditor::store::{
 };
 use mupib_protocol::decision::Decision;
 use mupib_protocol::money::{Amount, Withholding};
+use mupib_protocol::payout::VendorPayout;
 use mupib_protocol::reject::RejectCode;
 use mupib_protocol::reject::RejectReason;
 use mupib_protocol::response::Verdict;
@@ -121,6 +122,7 @@ impl World {
             user,
             vendor,
             tokens,
+            submission: id,
         }
     }
 
@@ -624,13 +626,66 @@ fn token_twice_in_one_transaction_is_double_spending() {
     assert_eq!(out.user.trust.invalid_total, 1);
 }
 
+/// An honest retry — the same transaction with the same bytes, e.g. after a lost answer or a
+/// crash — gets the stored verdict back: no flag, no new row, nothing accrued twice.
 #[test]
-fn double_selling_flags_the_vendor_and_leaves_user_trust_alone() {
+fn resubmitting_the_same_transaction_returns_the_stored_verdict_and_writes_nothing() {
+    let mut world = World::new();
+    let mut auditor = auditor(TrustModel::Neutral, 10);
+    let tx = world.valid_tx(key(USER), key(VENDOR), 2);
+    let first = auditor.intake(&tx).expect("intake");
+    assert_eq!(first.verdict, EngineVerdict::Deliver);
+    assert!(!first.resubmission);
+    let user_before = auditor.user(&key(USER)).expect("user");
+    let retry = auditor.intake(&tx).expect("retry");
+    assert!(retry.resubmission);
+    assert_eq!(retry.verdict, EngineVerdict::Deliver);
+    assert_eq!((retry.seq, retry.payout), (first.seq, 0));
+    assert_eq!(
+        auditor.user(&key(USER)).expect("user"),
+        user_before,
+        "nothing written"
+    );
+    let vendor = auditor.store().vendor(&key(VENDOR)).expect("vendor");
+    assert_eq!(vendor.double_sellings, 0);
+    assert_eq!(vendor.accrued, 160, "paid once only");
+    assert!(auditor.store().misbehaviour().expect("records").is_empty());
+    // A retry of a rejected transaction gets its rejection back, unpenalised again.
+    let spent = tx.tokens[0];
+    let cheat = world.tx(key(USER), key(VENDOR), vec![spent]);
+    let rejected = auditor.intake(&cheat).expect("double spend");
+    assert_eq!(
+        rejected.verdict,
+        EngineVerdict::Reject(RejectCode::DoubleSpending)
+    );
+    let again = auditor.intake(&cheat).expect("retry");
+    assert!(again.resubmission);
+    assert_eq!(again.verdict, rejected.verdict);
+    assert_eq!(
+        auditor
+            .user(&key(USER))
+            .expect("user")
+            .expect("known")
+            .trust
+            .invalid_total,
+        1,
+        "penalised once"
+    );
+}
+
+/// The sold payment presented again with other bytes (another certificate object, another
+/// vendor) is double selling: the presenting vendor is flagged, the user's trust is untouched
+/// (a vendor can replay a user's signed payment without the user) and nothing is paid twice.
+#[test]
+fn sold_transaction_presented_with_other_bytes_is_double_selling_and_flags_the_vendor() {
     let mut world = World::new();
     let mut auditor = auditor(TrustModel::Neutral, 10);
     let tx = world.valid_tx(key(USER), key(VENDOR), 2);
     auditor.intake(&tx).expect("intake");
-    let replay = auditor.intake(&tx).expect("replay");
+    let mut replay = tx.clone();
+    replay.submission[0] ^= 0xFF;
+    let replay = auditor.intake(&replay).expect("replay");
+    assert!(!replay.resubmission);
     assert_eq!(
         replay.verdict,
         EngineVerdict::Reject(RejectCode::DoubleSelling)
@@ -644,6 +699,22 @@ fn double_selling_flags_the_vendor_and_leaves_user_trust_alone() {
     assert_eq!(records[0].kind, MisbehaviourKind::DoubleSelling);
     assert_eq!(records[0].vendor, key(VENDOR));
     assert_eq!(records[0].transaction_id, tx.id);
+    // Another vendor presenting the same payment is double selling too.
+    let mut other = tx.clone();
+    other.vendor = key(VENDOR + 1);
+    let other = auditor.intake(&other).expect("other vendor");
+    assert_eq!(
+        other.verdict,
+        EngineVerdict::Reject(RejectCode::DoubleSelling)
+    );
+    assert_eq!(
+        auditor
+            .store()
+            .vendor(&key(VENDOR + 1))
+            .expect("vendor")
+            .double_sellings,
+        1
+    );
 }
 
 #[test]
@@ -1346,7 +1417,8 @@ fn intake_batch_scenario_covers_blocks_double_spends_replays_and_suspension() {
         (0, 2, vec![BatchToken::Valid], None),    // held
         (1, 0, vec![BatchToken::Valid], None),
         (1, 1, vec![BatchToken::Reuse(5)], None), // double spend of tx 3's token, same batch
-        (2, 0, vec![BatchToken::Valid], Some(3)), // replays tx 3: double selling, same batch
+        (2, 0, vec![BatchToken::Valid], Some(3)), // resubmits tx 3 (same bytes): stored answer
+        (2, 1, vec![BatchToken::Valid], Some(3)), // another vendor presents tx 3: double selling
         (1, 2, vec![BatchToken::Reuse(5)], None), // second double spend: suspends (W0 = 3)
         (1, 0, vec![BatchToken::Valid], None),    // refused: suspended
         (2, 1, vec![], None),                     // empty: refused with an error
@@ -1384,14 +1456,18 @@ fn intake_batch_scenario_covers_blocks_double_spends_replays_and_suspension() {
             Some(EngineVerdict::Wait),
             Some(EngineVerdict::Deliver),
             Some(EngineVerdict::Reject(RejectCode::DoubleSpending)),
+            Some(EngineVerdict::Deliver),
             Some(EngineVerdict::Reject(RejectCode::DoubleSelling)),
             Some(EngineVerdict::Reject(RejectCode::DoubleSpending)),
             Some(EngineVerdict::Reject(RejectCode::UserSuspended)),
             None,
         ]
     );
+    let resubmission = results[5].as_ref().expect("resubmission");
+    assert!(resubmission.resubmission);
+    assert_eq!(resubmission.payout, 0, "nothing accrued twice");
     assert!(results[1].as_ref().expect("block").block.is_some());
-    assert!(matches!(results[8], Err(EngineError::EmptyTransaction(_))));
+    assert!(matches!(results[9], Err(EngineError::EmptyTransaction(_))));
     let user1 = batch.user(&key(USER + 1)).expect("user").expect("known");
     assert!(user1.suspended);
     assert_eq!(user1.trust.block_size, 0);
@@ -1464,15 +1540,32 @@ impl Store for LosesOneRace {
     fn misbehaviour(&self) -> Result<Vec<mupib_auditor::store::MisbehaviourRecord>, StoreError> {
         self.inner.misbehaviour()
     }
-    fn pending_payouts(&self) -> Result<Vec<mupib_auditor::store::VendorPayout>, StoreError> {
+    fn pending_payouts(&self) -> Result<Vec<VendorPayout>, StoreError> {
         self.inner.pending_payouts()
     }
     fn begin_settlement(
         &mut self,
         key: &str,
-        items: &[mupib_auditor::store::VendorPayout],
+        seq: u64,
+        items: &[VendorPayout],
     ) -> Result<mupib_auditor::store::SettlementBatch, StoreError> {
-        self.inner.begin_settlement(key, items)
+        self.inner.begin_settlement(key, seq, items)
+    }
+    fn record_signed_settlement(
+        &mut self,
+        key: &str,
+        signed: &mupib_protocol::payout::SignedPayout,
+    ) -> Result<mupib_auditor::store::SettlementBatch, StoreError> {
+        self.inner.record_signed_settlement(key, signed)
+    }
+    fn open_settlements(&self) -> Result<Vec<mupib_auditor::store::SettlementBatch>, StoreError> {
+        self.inner.open_settlements()
+    }
+    fn recent_settlements(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<mupib_auditor::store::SettlementBatch>, StoreError> {
+        self.inner.recent_settlements(limit)
     }
     fn complete_settlement(
         &mut self,

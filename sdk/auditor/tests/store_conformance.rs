@@ -15,13 +15,14 @@ mupib_auditor::store_conformance_tests!(sqlite_file, {
 
 #[test]
 fn sqlite_schema_version_is_tracked_and_reopen_keeps_state() {
-    use mupib_auditor::store::{ChangeSet, Store, VendorPayout};
+    use mupib_auditor::store::{ChangeSet, Store};
+    use mupib_protocol::payout::VendorPayout;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("auditor.db");
     let vendor = mupib_protocol::Pubkey::new_from_array([9; 32]);
     {
         let mut store = SqliteStore::open(&path).expect("open");
-        assert_eq!(store.schema_version().expect("version"), 1);
+        assert_eq!(store.schema_version().expect("version"), 2);
         store
             .apply(&ChangeSet {
                 vendor_credits: vec![VendorPayout { vendor, amount: 77 }],
@@ -30,7 +31,7 @@ fn sqlite_schema_version_is_tracked_and_reopen_keeps_state() {
             .expect("apply");
     }
     let store = SqliteStore::open(&path).expect("reopen runs no migration twice");
-    assert_eq!(store.schema_version().expect("version"), 1);
+    assert_eq!(store.schema_version().expect("version"), 2);
     assert_eq!(store.vendor(&vendor).expect("vendor").accrued, 77);
 }
 

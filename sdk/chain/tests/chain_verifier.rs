@@ -121,6 +121,7 @@ impl World {
             user,
             vendor,
             tokens: tokens.iter().map(entry).collect(),
+            submission: id,
         }
     }
 }

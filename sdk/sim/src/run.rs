@@ -310,6 +310,7 @@ pub fn run_once(params: &SimParams, seed: u64, run: u32) -> Result<RunStats, Sim
                         user: user.key,
                         vendor: vendors[vendor],
                         tokens: std::mem::take(&mut tokens),
+                        submission: id,
                     };
                     let processed = auditor
                         .process(&summary, &mut chain)

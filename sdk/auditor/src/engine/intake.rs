@@ -35,6 +35,9 @@ impl<S: Store> Auditor<S> {
         if tx.tokens.is_empty() {
             return Err(EngineError::EmptyTransaction(tx.id));
         }
+        if let Some(existing) = self.resubmitted(tx)? {
+            return self.resubmission(existing);
+        }
         let amount = sum_values(&tx.tokens)?;
         let token_count = count(tx.tokens.len())?;
         let (mut state, expected, seq) = self.begin_step(&tx.user)?;
@@ -106,6 +109,7 @@ impl<S: Store> Auditor<S> {
             amount,
             payout: 0,
             tokens: tx.tokens.clone(),
+            submission: Some(tx.submission),
         };
         let mut block = None;
         let verdict;
@@ -147,6 +151,7 @@ impl<S: Store> Auditor<S> {
             trust_update: None,
             offending_token: None,
             user,
+            resubmission: false,
         })
     }
 
@@ -162,6 +167,9 @@ impl<S: Store> Auditor<S> {
         tx: &TransactionSummary,
         forged: &[TokenId],
     ) -> Result<IntakeOutcome, EngineError> {
+        if let Some(existing) = self.resubmitted(tx)? {
+            return self.resubmission(existing);
+        }
         let forged_tokens = count(forged.len())?;
         let amount = sum_values(&tx.tokens)?;
         let (mut state, expected, seq) = self.begin_step(&tx.user)?;
@@ -250,6 +258,7 @@ impl<S: Store> Auditor<S> {
             amount,
             payout: 0,
             tokens: Vec::new(),
+            submission: Some(tx.submission),
         });
         let user = self.commit_user(state, expected, change)?;
         Ok(IntakeOutcome {
@@ -261,6 +270,7 @@ impl<S: Store> Auditor<S> {
             trust_update,
             offending_token: None,
             user,
+            resubmission: false,
         })
     }
 }

@@ -53,10 +53,12 @@ use mupib_protocol::Pubkey;
 
 use crate::config::{check_terms, new_user, AuditorConfig, UserTerms};
 use crate::error::EngineError;
-use crate::outcome::TransactionSummary;
+use crate::outcome::{EngineVerdict, IntakeOutcome, TransactionSummary};
 use crate::store::{
-    ChangeSet, MisbehaviourKind, MisbehaviourRecord, Store, UserState, UserWrite, VendorPayout,
+    ChangeSet, MisbehaviourKind, MisbehaviourRecord, Store, TransactionRecord, TransactionStatus,
+    UserState, UserWrite,
 };
+use mupib_protocol::payout::VendorPayout;
 
 /// The auditor engine over a store.
 #[derive(Debug)]
@@ -169,6 +171,45 @@ impl<S: Store> Auditor<S> {
             .checked_add(tokens)
             .ok_or(EngineError::Overflow("delivered tokens"))?;
         Ok(payout)
+    }
+
+    /// The stored record of `tx` when `tx` is a resubmission of it: the same transaction id
+    /// with the same submitted bytes from the same vendor (an honest retry). Outside paper mode
+    /// only; `None` otherwise.
+    fn resubmitted(
+        &self,
+        tx: &TransactionSummary,
+    ) -> Result<Option<TransactionRecord>, EngineError> {
+        if self.config.paper_mode {
+            return Ok(None);
+        }
+        Ok(self.store.transaction_by_id(&tx.id)?.filter(|existing| {
+            existing.vendor == tx.vendor
+                && existing
+                    .submission
+                    .is_none_or(|digest| digest == tx.submission)
+        }))
+    }
+
+    /// The answer to a resubmission: the stored transaction's verdict, nothing written.
+    fn resubmission(&self, existing: TransactionRecord) -> Result<IntakeOutcome, EngineError> {
+        let verdict = match existing.status {
+            TransactionStatus::Delivered => EngineVerdict::Deliver,
+            TransactionStatus::Waiting | TransactionStatus::Held => EngineVerdict::Wait,
+            TransactionStatus::Rejected(code) => EngineVerdict::Reject(code),
+        };
+        let (user, _) = self.load_user(&existing.user)?;
+        Ok(IntakeOutcome {
+            transaction_id: existing.id,
+            seq: existing.seq,
+            verdict,
+            payout: 0,
+            block: None,
+            trust_update: None,
+            offending_token: None,
+            user,
+            resubmission: true,
+        })
     }
 
     /// Writes the change set with the user's new state (compare-and-swap on its version).

@@ -6,7 +6,9 @@ use mupib_protocol::Pubkey;
 
 use super::Auditor;
 use crate::error::EngineError;
-use crate::store::{SettlementBatch, Store, VendorPayout};
+use mupib_protocol::payout::{SignedPayout, VendorPayout};
+
+use crate::store::{SettlementBatch, Store};
 
 impl<S: Store> Auditor<S> {
     /// Vendors with a positive settleable balance, by key.
@@ -17,16 +19,46 @@ impl<S: Store> Auditor<S> {
         Ok(self.store.pending_payouts()?)
     }
 
-    /// Reserves a settlement batch under `key` (amounts move to `in_flight`). Idempotent.
+    /// Reserves a settlement batch under `key` for payout sequence number `seq` (amounts move
+    /// to `in_flight`). Idempotent.
     ///
     /// # Errors
     /// [`EngineError::Store`], e.g. an amount above a vendor's settleable balance.
     pub fn begin_settlement(
         &mut self,
         key: &str,
+        seq: u64,
         items: &[VendorPayout],
     ) -> Result<SettlementBatch, EngineError> {
-        Ok(self.store.begin_settlement(key, items)?)
+        Ok(self.store.begin_settlement(key, seq, items)?)
+    }
+
+    /// Stores the transaction signed for an in-flight batch, before it is sent.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`], e.g. the batch is no longer in flight.
+    pub fn record_signed_settlement(
+        &mut self,
+        key: &str,
+        signed: &SignedPayout,
+    ) -> Result<SettlementBatch, EngineError> {
+        Ok(self.store.record_signed_settlement(key, signed)?)
+    }
+
+    /// The batches still in flight, by sequence number (to resolve first).
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    pub fn open_settlements(&self) -> Result<Vec<SettlementBatch>, EngineError> {
+        Ok(self.store.open_settlements()?)
+    }
+
+    /// The `limit` most recent settlement batches.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    pub fn recent_settlements(&self, limit: usize) -> Result<Vec<SettlementBatch>, EngineError> {
+        Ok(self.store.recent_settlements(limit)?)
     }
 
     /// Marks a batch paid on-chain with `reference`. Idempotent.

@@ -10,8 +10,8 @@ use mupib_protocol::Pubkey;
 use crate::store::{
     BlockRecord, ChangeSet, MisbehaviourRecord, SettlementBatch, Store, StoreError,
     TransactionRecord, TransactionStatus, TransactionUpdate, UserState, VendorAccount,
-    VendorPayout,
 };
+use mupib_protocol::payout::{SignedPayout, VendorPayout};
 
 /// The store view of a batch of intakes being group-committed: the durable store underneath,
 /// plus the change sets of the batch's earlier intakes, staged in memory and not yet written.
@@ -405,7 +405,16 @@ impl<S: Store> Store for Staged<'_, S> {
     fn begin_settlement(
         &mut self,
         key: &str,
+        _seq: u64,
         _items: &[VendorPayout],
+    ) -> Result<SettlementBatch, StoreError> {
+        Err(Self::settlement_refused(key))
+    }
+
+    fn record_signed_settlement(
+        &mut self,
+        key: &str,
+        _signed: &SignedPayout,
     ) -> Result<SettlementBatch, StoreError> {
         Err(Self::settlement_refused(key))
     }
@@ -424,6 +433,14 @@ impl<S: Store> Store for Staged<'_, S> {
 
     fn settlement(&self, key: &str) -> Result<Option<SettlementBatch>, StoreError> {
         self.base.settlement(key)
+    }
+
+    fn open_settlements(&self) -> Result<Vec<SettlementBatch>, StoreError> {
+        self.base.open_settlements()
+    }
+
+    fn recent_settlements(&self, limit: usize) -> Result<Vec<SettlementBatch>, StoreError> {
+        self.base.recent_settlements(limit)
     }
 }
 
@@ -461,6 +478,7 @@ mod tests {
             user: key(user),
             vendor: key(50 + n % 3),
             tokens: serials.map(token).collect(),
+            submission: [n; 32],
         }
     }
 
@@ -609,7 +627,7 @@ mod tests {
         // Settlement never runs inside a group.
         let mut view = Staged::new(base.store());
         assert!(matches!(
-            view.begin_settlement("k", &[]),
+            view.begin_settlement("k", 0, &[]),
             Err(StoreError::Settlement { .. })
         ));
     }

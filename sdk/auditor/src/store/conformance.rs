@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use super::*;
+use mupib_protocol::payout::{SignedPayout, VendorPayout};
 use mupib_protocol::reject::RejectCode;
 use mupib_protocol::token::TokenId;
 use mupib_protocol::token::TokenRef;
@@ -61,6 +62,7 @@ fn tx(user: Pubkey, seq: u64, status: TransactionStatus, tokens: &[u32]) -> Tran
         amount: 100 * u64::try_from(tokens.len()).unwrap(),
         payout: 0,
         tokens: tokens.iter().map(|n| token(*n)).collect(),
+        submission: Some([seq as u8; 32]),
     }
 }
 
@@ -549,26 +551,58 @@ pub fn settlement_is_idempotent<S: Store>(mut store: S) {
             amount: 600,
         },
     ];
-    let batch = store.begin_settlement("batch-1", &items).unwrap();
+    let batch = store.begin_settlement("batch-1", 7, &items).unwrap();
     assert_eq!(batch.status, SettlementStatus::InFlight);
+    assert_eq!(batch.seq, 7);
+    assert_eq!(batch.signed, None);
     assert_eq!(batch.items[0].vendor, a, "items are ordered by vendor");
     // Re-beginning with the same items is a no-op returning the same batch.
-    assert_eq!(store.begin_settlement("batch-1", &items).unwrap(), batch);
+    assert_eq!(store.begin_settlement("batch-1", 7, &items).unwrap(), batch);
     assert_eq!(store.vendor(&a).unwrap().in_flight, 600);
-    // The same key with other items is refused.
+    // The same key with other items, or another number, is refused.
     assert!(store
         .begin_settlement(
             "batch-1",
+            7,
             &[VendorPayout {
                 vendor: a,
                 amount: 1
             }]
         )
         .is_err());
+    assert!(store.begin_settlement("batch-1", 8, &items).is_err());
+    // The signed transaction is kept with the batch (and replaced by a later signature).
+    let first = SignedPayout {
+        signature: "sig-0".into(),
+        transaction: vec![1, 2, 3],
+    };
+    let signed = store.record_signed_settlement("batch-1", &first).unwrap();
+    assert_eq!(signed.signed.as_ref(), Some(&first));
+    let second_signature = SignedPayout {
+        signature: "sig-1".into(),
+        transaction: vec![4, 5],
+    };
+    store
+        .record_signed_settlement("batch-1", &second_signature)
+        .unwrap();
+    assert_eq!(
+        store.settlement("batch-1").unwrap().unwrap().signed,
+        Some(second_signature.clone())
+    );
+    assert_eq!(
+        store
+            .open_settlements()
+            .unwrap()
+            .iter()
+            .map(|b| b.key.as_str())
+            .collect::<Vec<_>>(),
+        ["batch-1"]
+    );
     // Asking more than is settleable is refused (a: 1000 − 600 = 400 left).
     assert!(store
         .begin_settlement(
             "batch-2",
+            8,
             &[VendorPayout {
                 vendor: a,
                 amount: 401
@@ -601,12 +635,19 @@ pub fn settlement_is_idempotent<S: Store>(mut store: S) {
         store.abort_settlement("batch-1").is_err(),
         "a paid batch cannot be aborted"
     );
+    assert!(
+        store
+            .record_signed_settlement("batch-1", &second_signature)
+            .is_err(),
+        "a paid batch is never signed again"
+    );
+    assert!(store.open_settlements().unwrap().is_empty());
 
     let second = [VendorPayout {
         vendor: a,
         amount: 400,
     }];
-    store.begin_settlement("batch-3", &second).unwrap();
+    store.begin_settlement("batch-3", 8, &second).unwrap();
     assert_eq!(store.pending_payouts().unwrap(), vec![]);
     let aborted = store.abort_settlement("batch-3").unwrap();
     assert_eq!(aborted.status, SettlementStatus::Aborted);
@@ -614,7 +655,19 @@ pub fn settlement_is_idempotent<S: Store>(mut store: S) {
     assert!(store.complete_settlement("batch-3", "late").is_err());
     assert_eq!(store.pending_payouts().unwrap(), second.to_vec());
     assert!(store.complete_settlement("unknown", "x").is_err());
-    assert!(store.begin_settlement("empty", &[]).is_err());
+    assert!(store.begin_settlement("empty", 9, &[]).is_err());
+    // Recent batches, highest number first.
+    let recent: Vec<(u64, String)> = store
+        .recent_settlements(10)
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.seq, b.key))
+        .collect();
+    assert_eq!(
+        recent,
+        [(8, "batch-3".to_owned()), (7, "batch-1".to_owned())]
+    );
+    assert_eq!(store.recent_settlements(1).unwrap().len(), 1);
 }
 
 /// Runs every conformance check as its own `#[test]` against a backend:

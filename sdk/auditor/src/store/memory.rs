@@ -3,6 +3,7 @@
 //! [`Store::apply`] validates the whole change set first (compare-and-swap, conflicts, overflow)
 //! and only then mutates, so a failed apply changes nothing, as with a database transaction.
 
+use mupib_protocol::payout::{SignedPayout, VendorPayout};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::model::*;
@@ -379,11 +380,12 @@ impl Store for MemoryStore {
     fn begin_settlement(
         &mut self,
         key: &str,
+        seq: u64,
         items: &[VendorPayout],
     ) -> Result<SettlementBatch, StoreError> {
         let items = super::normalize_items(key, items)?;
         if let Some(existing) = self.settlements.get(key) {
-            return super::same_batch(existing, &items);
+            return super::same_batch(existing, seq, &items);
         }
         for item in &items {
             let account = self.vendors.get(&item.vendor).copied().unwrap_or_default();
@@ -395,8 +397,10 @@ impl Store for MemoryStore {
         }
         let batch = SettlementBatch {
             key: key.to_owned(),
+            seq,
             status: SettlementStatus::InFlight,
             items,
+            signed: None,
             reference: None,
         };
         self.settlements.insert(key.to_owned(), batch.clone());
@@ -463,8 +467,45 @@ impl Store for MemoryStore {
         }
     }
 
+    fn record_signed_settlement(
+        &mut self,
+        key: &str,
+        signed: &SignedPayout,
+    ) -> Result<SettlementBatch, StoreError> {
+        let batch = self
+            .settlements
+            .get_mut(key)
+            .ok_or_else(|| StoreError::NotFound(format!("settlement {key}")))?;
+        if batch.status != SettlementStatus::InFlight {
+            return Err(StoreError::Settlement {
+                key: key.to_owned(),
+                reason: format!("is {:?}, not in flight: nothing to sign", batch.status),
+            });
+        }
+        batch.signed = Some(signed.clone());
+        Ok(batch.clone())
+    }
+
     fn settlement(&self, key: &str) -> Result<Option<SettlementBatch>, StoreError> {
         Ok(self.settlements.get(key).cloned())
+    }
+
+    fn open_settlements(&self) -> Result<Vec<SettlementBatch>, StoreError> {
+        let mut open: Vec<SettlementBatch> = self
+            .settlements
+            .values()
+            .filter(|b| b.status == SettlementStatus::InFlight)
+            .cloned()
+            .collect();
+        open.sort_by(|a, b| (a.seq, &a.key).cmp(&(b.seq, &b.key)));
+        Ok(open)
+    }
+
+    fn recent_settlements(&self, limit: usize) -> Result<Vec<SettlementBatch>, StoreError> {
+        let mut all: Vec<SettlementBatch> = self.settlements.values().cloned().collect();
+        all.sort_by(|a, b| (b.seq, &a.key).cmp(&(a.seq, &b.key)));
+        all.truncate(limit);
+        Ok(all)
     }
 }
 
@@ -486,6 +527,7 @@ mod tests {
             amount: 1,
             payout: 0,
             tokens: Vec::new(),
+            submission: None,
         };
         let mut store = MemoryStore::pruning();
         let mut waiting = record(1, TransactionStatus::Waiting);

@@ -34,13 +34,21 @@
 //!   race reads the winner's outcome.
 //! - vendor balances only ever change by relative increments inside the same transaction.
 //!
-//! # Settlement (issue 5)
+//! # Settlement
 //!
-//! Vendor payouts accrue in [`VendorAccount::accrued`]. The settler reads
-//! [`Store::pending_payouts`], reserves a batch under an idempotency key with
-//! [`Store::begin_settlement`] (moving the amounts to `in_flight`), sends the SPL transfers, and
-//! then calls [`Store::complete_settlement`] (or [`Store::abort_settlement`]). Each call is
-//! idempotent under its key: a crash between any two steps is recovered by re-running the step.
+//! Vendor payouts accrue in [`VendorAccount::accrued`]. The settler (`crate::settlement`) reads
+//! [`Store::pending_payouts`], reserves a batch under an idempotency key and a payout sequence
+//! number with [`Store::begin_settlement`] (moving the amounts to `in_flight`), stores the
+//! transaction it signs with [`Store::record_signed_settlement`] before sending it, and then
+//! calls [`Store::complete_settlement`] (or [`Store::abort_settlement`]). Each call is
+//! idempotent under its key: a crash between any two steps is recovered by re-running the step
+//! ([`Store::open_settlements`] lists the batches to resolve).
+//!
+//! # One writer
+//!
+//! A SQLite store has exactly one writer: [`SqliteStore::open`] takes an exclusive lock on the
+//! database that the operating system releases when the process ends, and a second process gets
+//! [`StoreError::Locked`] at once.
 
 #[cfg(feature = "testkit")]
 pub mod conformance;
@@ -52,6 +60,7 @@ pub use memory::MemoryStore;
 pub use model::*;
 pub use sqlite::SqliteStore;
 
+use mupib_protocol::payout::{SignedPayout, VendorPayout};
 use mupib_protocol::transaction::TransactionId;
 use mupib_protocol::Pubkey;
 
@@ -89,6 +98,23 @@ pub enum StoreError {
     /// A stored outcome could not be (de)serialized.
     #[error("stored block outcome is unreadable: {0}")]
     Codec(String),
+    /// Another process has the store open for writing.
+    #[error("the auditor store {path} is in use by another process{holder}: stop it first (a store has exactly one writer)",
+        holder = pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The holder's process id, when it could be read.
+        pid: Option<u32>,
+    },
+    /// Reading or writing a file of the store failed.
+    #[error("auditor store file {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
 }
 
 /// Durable auditor state. See the module documentation for the atomicity and concurrency
@@ -133,13 +159,22 @@ pub trait Store {
 
     /// Vendors with a positive settleable balance (`accrued − settled − in_flight`), by key.
     fn pending_payouts(&self) -> Result<Vec<VendorPayout>, StoreError>;
-    /// Reserves a settlement batch under `key`. Idempotent: the same key with the same items
-    /// returns the stored batch; the same key with different items is an error. Fails if an
-    /// amount exceeds the vendor's settleable balance.
+    /// Reserves a settlement batch under `key` for payout sequence number `seq`. Idempotent: the
+    /// same key with the same number and items returns the stored batch; the same key with
+    /// anything different is an error. Fails if an amount exceeds the vendor's settleable
+    /// balance.
     fn begin_settlement(
         &mut self,
         key: &str,
+        seq: u64,
         items: &[VendorPayout],
+    ) -> Result<SettlementBatch, StoreError>;
+    /// Stores the transaction signed for an in-flight batch (replacing an earlier one, which the
+    /// caller has found can no longer land). Fails for a batch that is not in flight.
+    fn record_signed_settlement(
+        &mut self,
+        key: &str,
+        signed: &SignedPayout,
     ) -> Result<SettlementBatch, StoreError>;
     /// Marks a batch as paid on-chain (`reference`, e.g. the transaction signature): amounts move
     /// from `in_flight` to `settled`. Idempotent.
@@ -153,6 +188,10 @@ pub trait Store {
     fn abort_settlement(&mut self, key: &str) -> Result<SettlementBatch, StoreError>;
     /// A settlement batch by key.
     fn settlement(&self, key: &str) -> Result<Option<SettlementBatch>, StoreError>;
+    /// The batches still in flight, by sequence number.
+    fn open_settlements(&self) -> Result<Vec<SettlementBatch>, StoreError>;
+    /// The `limit` most recent batches (highest sequence numbers first), any status.
+    fn recent_settlements(&self, limit: usize) -> Result<Vec<SettlementBatch>, StoreError>;
 }
 
 /// Sorts settlement items by vendor and refuses duplicates, zero amounts and empty batches.
@@ -180,12 +219,14 @@ fn normalize_items(key: &str, items: &[VendorPayout]) -> Result<Vec<VendorPayout
     }
 }
 
-/// Idempotent re-begin: the stored batch if it has the same items, an error otherwise.
+/// Idempotent re-begin: the stored batch if it has the same number and items, an error
+/// otherwise.
 fn same_batch(
     existing: &SettlementBatch,
+    seq: u64,
     items: &[VendorPayout],
 ) -> Result<SettlementBatch, StoreError> {
-    if existing.items == items {
+    if existing.items == items && existing.seq == seq {
         Ok(existing.clone())
     } else {
         Err(StoreError::Settlement {
@@ -266,9 +307,17 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn begin_settlement(
         &mut self,
         key: &str,
+        seq: u64,
         items: &[VendorPayout],
     ) -> Result<SettlementBatch, StoreError> {
-        (**self).begin_settlement(key, items)
+        (**self).begin_settlement(key, seq, items)
+    }
+    fn record_signed_settlement(
+        &mut self,
+        key: &str,
+        signed: &SignedPayout,
+    ) -> Result<SettlementBatch, StoreError> {
+        (**self).record_signed_settlement(key, signed)
     }
     fn complete_settlement(
         &mut self,
@@ -282,5 +331,11 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn settlement(&self, key: &str) -> Result<Option<SettlementBatch>, StoreError> {
         (**self).settlement(key)
+    }
+    fn open_settlements(&self) -> Result<Vec<SettlementBatch>, StoreError> {
+        (**self).open_settlements()
+    }
+    fn recent_settlements(&self, limit: usize) -> Result<Vec<SettlementBatch>, StoreError> {
+        (**self).recent_settlements(limit)
     }
 }

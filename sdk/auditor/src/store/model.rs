@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use mupib_protocol::payout::{SignedPayout, VendorPayout};
 use mupib_protocol::reject::RejectCode;
 use mupib_protocol::token::TokenId;
 use mupib_protocol::token::TokenRef;
@@ -88,6 +89,8 @@ pub struct TransactionRecord {
     pub payout: u64,
     /// Its tokens in order (empty for transactions rejected at intake).
     pub tokens: Vec<TokenRef>,
+    /// SHA-256 of the bytes it was submitted with (`None` for records of an older schema).
+    pub submission: Option<[u8; 32]>,
 }
 
 /// The per-user scalar state (SPEC §4): everything except the queue's contents.
@@ -164,15 +167,6 @@ impl VendorAccount {
     }
 }
 
-/// An amount owed to a vendor (an item of a settlement batch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VendorPayout {
-    /// The vendor.
-    pub vendor: Pubkey,
-    /// The amount in base units.
-    pub amount: u64,
-}
-
 /// State of a settlement batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SettlementStatus {
@@ -187,12 +181,16 @@ pub enum SettlementStatus {
 /// A settlement batch under its idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettlementBatch {
-    /// Idempotency key.
+    /// Idempotency key (the settlement uses the hex of the batch digest).
     pub key: String,
+    /// The payout sequence number the batch consumes on-chain.
+    pub seq: u64,
     /// Status.
     pub status: SettlementStatus,
     /// Items, ordered by vendor key.
     pub items: Vec<VendorPayout>,
+    /// The transaction last signed for it (kept so that it can be sent again after a crash).
+    pub signed: Option<SignedPayout>,
     /// The on-chain reference once completed.
     pub reference: Option<String>,
 }

@@ -59,6 +59,8 @@ pub const TX_USER_TAG: &[u8] = b"mupib:tx:user:v1";
 pub const TX_VENDOR_TAG: &[u8] = b"mupib:tx:vendor:v1";
 /// Domain tag of the transaction id.
 pub const TX_ID_TAG: &[u8] = b"mupib:tx:id:v1";
+/// Domain tag of a submission digest (the whole transaction as submitted).
+pub const TX_SUBMISSION_TAG: &[u8] = b"mupib:tx:submission:v1";
 
 /// Most tokens one transaction may carry.
 pub const MAX_TOKENS_PER_TRANSACTION: usize = 128;
@@ -366,6 +368,17 @@ impl PaymentTransaction {
         Ok(id_of(&self.vendor_signed_bytes()?))
     }
 
+    /// `SHA-256(TX_SUBMISSION_TAG || borsh(whole transaction))`: the bytes as submitted,
+    /// certificates and the vendor's signature included. The same id with the same digest is a
+    /// resubmission; the same id with another digest is the sold payment presented again.
+    pub fn submission_digest(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(TX_SUBMISSION_TAG);
+        // Borsh into a hasher cannot fail: the writer never errors.
+        let _ = borsh::to_writer(HashWriter(&mut hasher), self);
+        hasher.finalize().into()
+    }
+
     /// Sum of the token values (checked).
     pub fn total_value(&self) -> Option<u64> {
         self.tokens
@@ -426,6 +439,20 @@ impl UserSignedPayment {
             user_signature: self.user_signature,
             vendor_signature,
         })
+    }
+}
+
+/// Feeds borsh output straight into a hasher.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

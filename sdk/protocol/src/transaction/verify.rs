@@ -302,6 +302,11 @@ impl VerifiedTransaction {
         self.id
     }
 
+    /// The digest of the bytes as submitted ([`PaymentTransaction::submission_digest`]).
+    pub fn submission_digest(&self) -> [u8; 32] {
+        self.transaction.submission_digest()
+    }
+
     /// The paying user.
     pub fn user(&self) -> Pubkey {
         self.transaction.user_cert.subject

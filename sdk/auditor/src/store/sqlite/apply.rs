@@ -104,7 +104,7 @@ impl SqliteStore {
             let user = record.user.to_bytes();
             let seq = to_i64(record.seq, "seq")?;
             tx.prepare_cached(&format!(
-                "INSERT INTO transactions ({TX_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                "INSERT INTO transactions ({TX_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ))?
             .execute(params![
                 user,
@@ -116,6 +116,7 @@ impl SqliteStore {
                 record.block_id.map(|b| to_i64(b, "block id")).transpose()?,
                 to_i64(record.amount, "amount")?,
                 to_i64(record.payout, "payout")?,
+                record.submission.map(|digest| digest.to_vec()),
             ])
             .map_err(|e| conflict_or(e, || format!("transaction {}#{} exists", record.user, record.seq)))?;
             let mut insert = tx.prepare_cached(

@@ -18,6 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::model::*;
 use super::{Store, StoreError};
+use mupib_protocol::payout::{SignedPayout, VendorPayout};
 use mupib_protocol::token::TokenId;
 use mupib_protocol::transaction::TransactionId;
 use mupib_protocol::Pubkey;
@@ -35,6 +36,69 @@ pub type StepHook = Box<dyn FnMut(&'static str) + Send>;
 pub struct SqliteStore {
     conn: Connection,
     hook: Option<StepHook>,
+    /// The exclusive writer lock of a file database (held until the store is dropped).
+    lock: Option<WriterLock>,
+}
+
+/// The one-writer lock of a database file: an exclusive `flock` on `<database>.lock`, which the
+/// operating system releases when the process ends (a crash leaves no stale lock). The file
+/// holds the owner's process id, for the error a second process gets.
+#[derive(Debug)]
+struct WriterLock {
+    _file: std::fs::File,
+}
+
+/// How long opening waits for the writer lock before reporting the store in use.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl WriterLock {
+    fn acquire(database: &Path) -> Result<WriterLock, StoreError> {
+        use std::io::{Read, Seek, Write};
+        let mut name = database.as_os_str().to_owned();
+        name.push(".lock");
+        let path = std::path::PathBuf::from(name);
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        // A lock can be held for a moment by a child this process is forking (the duplicated
+        // descriptor lives until the child's exec): wait out such a window, not a real owner.
+        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+        let mut attempt = file.try_lock();
+        while matches!(attempt, Err(std::fs::TryLockError::WouldBlock))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            attempt = file.try_lock();
+        }
+        match attempt {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let pid = file
+                    .read_to_string(&mut text)
+                    .ok()
+                    .and_then(|_| text.trim().parse().ok());
+                return Err(StoreError::Locked {
+                    path: database.to_path_buf(),
+                    pid,
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        file.write_all(std::process::id().to_string().as_bytes())
+            .map_err(io)?;
+        Ok(WriterLock { _file: file })
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -53,9 +117,13 @@ impl SqliteStore {
     /// [`StoreError::Sqlite`] if the file cannot be opened; [`StoreError::SchemaTooNew`] if it was
     /// written by a newer version.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let lock = WriterLock::acquire(path)?;
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        store.lock = Some(lock);
+        Ok(store)
     }
 
     /// A private in-memory database (tests).
@@ -71,7 +139,11 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
-        Ok(SqliteStore { conn, hook: None })
+        Ok(SqliteStore {
+            conn,
+            hook: None,
+            lock: None,
+        })
     }
 
     /// The schema version of the open database.
@@ -381,9 +453,18 @@ impl Store for SqliteStore {
     fn begin_settlement(
         &mut self,
         key: &str,
+        seq: u64,
         items: &[VendorPayout],
     ) -> Result<SettlementBatch, StoreError> {
-        self.open_settlement(key, items)
+        self.open_settlement(key, seq, items)
+    }
+
+    fn record_signed_settlement(
+        &mut self,
+        key: &str,
+        signed: &SignedPayout,
+    ) -> Result<SettlementBatch, StoreError> {
+        self.sign_settlement(key, signed)
     }
 
     fn complete_settlement(
@@ -401,12 +482,43 @@ impl Store for SqliteStore {
     fn settlement(&self, key: &str) -> Result<Option<SettlementBatch>, StoreError> {
         Self::settlement_in(&self.conn, key)
     }
+
+    fn open_settlements(&self) -> Result<Vec<SettlementBatch>, StoreError> {
+        self.settlements_where("status = 0", "seq", usize::MAX)
+    }
+
+    fn recent_settlements(&self, limit: usize) -> Result<Vec<SettlementBatch>, StoreError> {
+        self.settlements_where("1 = 1", "seq DESC, key", limit)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::schema::SCHEMA_VERSION;
     use super::*;
+
+    /// A store has exactly one writer: a second open of the same database is refused with who
+    /// holds it, and the lock goes with the first store (released on drop, and by the operating
+    /// system when a process dies).
+    #[test]
+    fn second_writer_is_refused_until_the_first_closes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("auditor.sqlite");
+        let first = SqliteStore::open(&path).expect("first");
+        match SqliteStore::open(&path) {
+            Err(StoreError::Locked { path: locked, pid }) => {
+                assert_eq!(locked, path);
+                assert_eq!(pid, Some(std::process::id()));
+            }
+            other => panic!("a second writer was let in: {other:?}"),
+        }
+        let message = SqliteStore::open(&path)
+            .expect_err("still locked")
+            .to_string();
+        assert!(message.contains("exactly one writer"), "{message}");
+        drop(first);
+        SqliteStore::open(&path).expect("free again once the first store is gone");
+    }
 
     #[test]
     fn file_database_uses_wal_and_full_synchronous_writes() {

@@ -59,7 +59,7 @@ pub(super) const USER_COLUMNS: &str =
     blocks_valid, blocks_invalid, misbehaviour_count, risk_total, tokens_delivered, refunded_total";
 
 pub(super) const TX_COLUMNS: &str =
-    "user, seq, tx_id, vendor, status, reject_code, block_id, amount, payout";
+    "user, seq, tx_id, vendor, status, reject_code, block_id, amount, payout, submission";
 
 /// Raw block row: id, user, waiting seq, token count, block size, outcome.
 pub(super) type BlockRow = (i64, Vec<u8>, Option<i64>, i64, i64, Option<String>);
@@ -78,6 +78,7 @@ pub(super) type TxRow = (
     Option<i64>,
     i64,
     i64,
+    Option<Vec<u8>>,
 );
 
 pub(super) fn tx_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TxRow> {
@@ -91,6 +92,7 @@ pub(super) fn tx_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TxRow> {
         row.get(6)?,
         row.get(7)?,
         row.get(8)?,
+        row.get(9)?,
     ))
 }
 
@@ -155,7 +157,13 @@ impl SqliteStore {
         conn: &Connection,
         row: TxRow,
     ) -> Result<TransactionRecord, StoreError> {
-        let (user, seq, id, vendor, status, reject, block_id, amount, payout) = row;
+        let (user, seq, id, vendor, status, reject, block_id, amount, payout, submission) = row;
+        let submission = submission
+            .map(|bytes| {
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map_err(|_| StoreError::OutOfRange("submission digest length".into()))
+            })
+            .transpose()?;
         let reject = reject.map(|r| code(r, "reject")).transpose()?;
         let status =
             TransactionStatus::from_code(code(status, "status")?, reject).ok_or_else(|| {
@@ -172,6 +180,7 @@ impl SqliteStore {
             amount: to_u64(amount, "amount")?,
             payout: to_u64(payout, "payout")?,
             tokens,
+            submission,
         })
     }
 

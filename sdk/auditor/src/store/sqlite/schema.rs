@@ -7,13 +7,19 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use crate::store::StoreError;
 
 /// The numbered migrations, in order. Append only: never edit a released migration.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../../../migrations/auditor/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../../../migrations/auditor/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../../../migrations/auditor/0002_settlement_sequence.sql"),
+    ),
+];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Applies the migrations above the database's version, each in its own transaction.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -8,6 +8,7 @@ use super::rows::{pubkey, to_i64, to_u64};
 use super::SqliteStore;
 use crate::store::model::*;
 use crate::store::StoreError;
+use mupib_protocol::payout::{SignedPayout, VendorPayout};
 use mupib_protocol::Pubkey;
 
 impl SqliteStore {
@@ -15,15 +16,22 @@ impl SqliteStore {
         conn: &Connection,
         key: &str,
     ) -> Result<Option<SettlementBatch>, StoreError> {
-        let head: Option<(i64, Option<String>)> = conn
+        let head: Option<SettlementRow> = conn
             .query_row(
-                "SELECT status, reference FROM settlements WHERE key = ?1",
+                "SELECT status, reference, seq, signature, signed_tx FROM settlements WHERE key = ?1",
                 params![key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        let Some((status, reference)) = head else {
+        let Some((status, reference, seq, signature, signed_tx)) = head else {
             return Ok(None);
+        };
+        let signed = match (signature, signed_tx) {
+            (Some(signature), Some(transaction)) => Some(SignedPayout {
+                signature,
+                transaction,
+            }),
+            _ => None,
         };
         let status = match status {
             0 => SettlementStatus::InFlight,
@@ -47,8 +55,10 @@ impl SqliteStore {
         items.sort_by_key(|item| item.vendor);
         Ok(Some(SettlementBatch {
             key: key.to_owned(),
+            seq: to_u64(seq, "settlement seq")?,
             status,
             items,
+            signed,
             reference,
         }))
     }
@@ -136,6 +146,7 @@ impl SqliteStore {
     pub(super) fn open_settlement(
         &mut self,
         key: &str,
+        seq: u64,
         items: &[VendorPayout],
     ) -> Result<SettlementBatch, StoreError> {
         let items = crate::store::normalize_items(key, items)?;
@@ -145,15 +156,15 @@ impl SqliteStore {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             if let Some(existing) = Self::settlement_in(&tx, key)? {
-                return crate::store::same_batch(&existing, &items);
+                return crate::store::same_batch(&existing, seq, &items);
             }
             for item in &items {
                 let account = Self::vendor_in(&tx, &item.vendor)?;
                 crate::store::check_settleable(key, item, &account)?;
             }
             tx.execute(
-                "INSERT INTO settlements (key, status, reference) VALUES (?1, 0, NULL)",
-                params![key],
+                "INSERT INTO settlements (key, status, reference, seq) VALUES (?1, 0, NULL, ?2)",
+                params![key, to_i64(seq, "settlement seq")?],
             )?;
             for item in &items {
                 let amount = to_i64(item.amount, "settlement amount")?;
@@ -176,4 +187,65 @@ impl SqliteStore {
         self.hook = hook;
         result
     }
+
+    /// Stores the signed transaction of an in-flight batch (the body of
+    /// [`Store::record_signed_settlement`](crate::store::Store::record_signed_settlement)).
+    pub(super) fn sign_settlement(
+        &mut self,
+        key: &str,
+        signed: &SignedPayout,
+    ) -> Result<SettlementBatch, StoreError> {
+        let mut hook = self.hook.take();
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let batch = Self::settlement_in(&tx, key)?
+                .ok_or_else(|| StoreError::NotFound(format!("settlement {key}")))?;
+            if batch.status != SettlementStatus::InFlight {
+                return Err(StoreError::Settlement {
+                    key: key.to_owned(),
+                    reason: format!("is {:?}, not in flight: nothing to sign", batch.status),
+                });
+            }
+            tx.execute(
+                "UPDATE settlements SET signature = ?2, signed_tx = ?3 WHERE key = ?1",
+                params![key, signed.signature, signed.transaction],
+            )?;
+            Self::step(&mut hook, "settlement:signed");
+            let batch = Self::settlement_in(&tx, key)?
+                .ok_or_else(|| StoreError::NotFound(format!("settlement {key}")))?;
+            Self::step(&mut hook, "commit");
+            tx.commit()?;
+            Ok(batch)
+        })();
+        self.hook = hook;
+        result
+    }
+
+    /// Settlement batches by `condition` (an SQL expression over `settlements`), by `order`.
+    pub(super) fn settlements_where(
+        &self,
+        condition: &str,
+        order: &str,
+        limit: usize,
+    ) -> Result<Vec<SettlementBatch>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT key FROM settlements WHERE {condition} ORDER BY {order} LIMIT ?1"
+        ))?;
+        let keys: Vec<String> = statement
+            .query_map(params![limit], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut batches = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(batch) = Self::settlement_in(&self.conn, &key)? {
+                batches.push(batch);
+            }
+        }
+        Ok(batches)
+    }
 }
+
+/// Raw settlement row: status, reference, seq, signature, signed transaction.
+type SettlementRow = (i64, Option<String>, i64, Option<String>, Option<Vec<u8>>);

@@ -27,6 +27,8 @@ pub mod outcome;
 pub mod settlement;
 pub mod simulated;
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use config::{AuditorConfig, UserTerms};
 pub use engine::Auditor;

@@ -9,6 +9,7 @@
 //! | [`response`] | the auditor's signed answers: deliver, wait, reject |
 //! | [`decision`] | the chain's decision codes per token |
 //! | [`reject`] | reject codes and reasons |
+//! | [`batch`] | a bank's batch as intake checks tokens against it; the [`batch::BatchDirectory`] port |
 //! | [`block`] | a block sent to the chain, and the [`block::BlockVerifier`] port |
 //! | [`trust`] | trust models and the block-size update (eqs. 3–7) |
 //! | [`risk`] | risk (eqs. 10–13) |
@@ -17,6 +18,7 @@
 //! | [`wire`] | the auditor service's HTTP wire types, shared by the service and its clients |
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod batch;
 pub mod block;
 pub mod cert;
 pub mod decision;

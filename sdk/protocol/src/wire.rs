@@ -195,8 +195,14 @@ pub struct StatusView {
     pub next_block_id: u64,
     /// Vendors owed money not yet settled: (vendor, amount).
     pub pending_payouts: Vec<(String, u64)>,
-    /// Settlement journal: (key, signature, done).
+    /// The most recent settlement batches: (key, signature, done).
     pub settlements: Vec<(String, Option<String>, bool)>,
+    /// Why the last settlement run stopped early, in words (`None`: it went through).
+    #[serde(default)]
+    pub settlement_blocked: Option<String>,
+    /// Vendors the last settlement run could not pay: (vendor, amount, reason).
+    #[serde(default)]
+    pub unpayable_vendors: Vec<(String, u64, String)>,
     /// Misbehaviour records.
     pub misbehaviour: usize,
 }

@@ -339,6 +339,7 @@ fn run_load(work: &Workload, dir: Option<&Path>, duration: Duration) -> BenchRes
             registry: work.registry.clone(),
             verifier: Box::new(work.chain.clone()),
             payouts: None,
+            batches: None,
             clock: Arc::new(|| NOW),
         },
     )?;

@@ -30,7 +30,8 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use mupib_auditor::store::TransactionRecord;
+use mupib_auditor::settlement::SettlementReport;
+use mupib_auditor::store::{SettlementStatus, TransactionRecord};
 use mupib_protocol::decision::Decision;
 use mupib_protocol::token::TokenId;
 use mupib_protocol::transaction::{PaymentTransaction, TransactionId};
@@ -422,11 +423,18 @@ async fn block_trace(
     .map(Json)
 }
 
-/// Builds the status from the core (also used offline by `mupib auditor status`).
+/// How many recent settlement batches the status lists.
+const STATUS_SETTLEMENTS: usize = 32;
+
+/// Builds the status from the core and the last settlement run.
 ///
 /// # Errors
-/// Store and journal failures.
-pub fn status_of(auditor: Pubkey, core: &super::state::Core) -> Result<StatusView, ApiError> {
+/// Store failures.
+pub fn status_of(
+    auditor: Pubkey,
+    core: &super::state::Core,
+    last_settlement: Option<&SettlementReport>,
+) -> Result<StatusView, ApiError> {
     let engine = &core.engine;
     Ok(StatusView {
         auditor: auditor.to_string(),
@@ -441,20 +449,36 @@ pub fn status_of(auditor: Pubkey, core: &super::state::Core) -> Result<StatusVie
             .iter()
             .map(|p| (p.vendor.to_string(), p.amount))
             .collect(),
-        settlements: core
-            .journal
-            .settlements_all()?
+        settlements: engine
+            .recent_settlements(STATUS_SETTLEMENTS)?
             .into_iter()
-            .map(|e| (e.key, e.signature, e.done))
+            .map(|b| {
+                let done = b.status != SettlementStatus::InFlight;
+                (b.key, b.signed.map(|s| s.signature), done)
+            })
             .collect(),
+        settlement_blocked: last_settlement
+            .and_then(|r| r.blocked.as_ref())
+            .map(|blocked| format!("{blocked:?}")),
+        unpayable_vendors: last_settlement
+            .map(|r| {
+                r.unpayable
+                    .iter()
+                    .map(|u| (u.vendor.clone(), u.amount, u.reason.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
         misbehaviour: engine.misbehaviour()?.len(),
     })
 }
 
 async fn status(State(limits): State<Limits>) -> Result<Json<StatusView>, ApiError> {
-    blocking(&limits.state, |s| status_of(s.auditor(), &*s.core()?))
-        .await
-        .map(Json)
+    blocking(&limits.state, |s| {
+        let last = s.last_settlement()?;
+        status_of(s.auditor(), &*s.core()?, last.as_ref())
+    })
+    .await
+    .map(Json)
 }
 
 async fn health(State(limits): State<Limits>) -> impl IntoResponse {
@@ -480,9 +504,7 @@ async fn metrics(State(limits): State<Limits>) -> impl IntoResponse {
     )
 }
 
-async fn settle(
-    State(limits): State<Limits>,
-) -> Result<Json<super::settlement::SettlementReport>, ApiError> {
+async fn settle(State(limits): State<Limits>) -> Result<Json<SettlementReport>, ApiError> {
     blocking(&limits.state, |s| {
         super::run_settlement(s).map_err(|e| ApiError::Internal(e.to_string()))
     })

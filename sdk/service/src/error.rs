@@ -35,6 +35,10 @@ pub enum ApiError {
     /// The transaction breaks a limit or a token rule (400).
     #[error("invalid transaction: {0}")]
     InvalidTransaction(String),
+    /// A token cannot be redeemed by this auditor (its batch is missing, unsealed, worth
+    /// another value, or expires too soon) (422).
+    #[error("{0}")]
+    Unredeemable(String),
     /// The body is larger than the service accepts (413).
     #[error(
         "the request body exceeds the limit of {limit} bytes; send fewer or smaller transactions"
@@ -71,6 +75,7 @@ impl ApiError {
             | ApiError::BadParameter { .. }
             | ApiError::InvalidTransaction(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unredeemable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::UnknownIdentity(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -86,6 +91,7 @@ impl ApiError {
             ApiError::BadParameter { .. } => "bad_parameter",
             ApiError::InvalidTransaction(_) => "invalid_transaction",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::Unredeemable(_) => "unredeemable_token",
             ApiError::BadSignature(_) => "bad_signature",
             ApiError::UnknownIdentity(_) => "unknown_identity",
             ApiError::NotFound(_) => "not_found",
@@ -179,7 +185,7 @@ pub enum ServiceError {
     /// The engine failed (configuration, resume).
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// The service's journal (answers, token index, settlement journal) failed.
+    /// The service's journal (answers, token index) failed.
     #[error("service journal: {0}; check that the data directory is writable")]
     Journal(#[from] rusqlite::Error),
     /// The async runtime could not start.
@@ -190,5 +196,5 @@ pub enum ServiceError {
     Panicked(String),
     /// Settlement failed.
     #[error(transparent)]
-    Settlement(#[from] super::settlement::SettlementError),
+    Settlement(#[from] mupib_auditor::settlement::SettlementError),
 }

@@ -7,9 +7,9 @@
 //!   re-derived from the engine's store when missing, so a crash between the engine's commit and
 //!   this table loses nothing.
 //! - `token_trace`: which accepted transactions carried each token (for token traces).
-//! - `settlements`: the settlement journal. A batch's idempotency key is written before the
-//!   batch is reserved in the store, and the signature of its transaction before it is sent, so
-//!   that recovery knows what might be on-chain (see [`super::settlement`]).
+//!
+//! Settlement keeps its state in the engine's store (`mupib_auditor::settlement`); a
+//! `settlements` table left by an older version of this journal is no longer read.
 
 use std::path::Path;
 
@@ -17,17 +17,6 @@ use mupib_protocol::response::AuditorResponse;
 use mupib_protocol::token::TokenId;
 use mupib_protocol::transaction::TransactionId;
 use rusqlite::{params, Connection, OptionalExtension};
-
-/// One row of the settlement journal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JournalEntry {
-    /// The idempotency key (also the on-chain marker seed).
-    pub key: String,
-    /// The signature of the last transaction signed for it, if any was signed.
-    pub signature: Option<String>,
-    /// Completed or aborted in the store.
-    pub done: bool,
-}
 
 /// The service journal (one SQLite connection).
 #[derive(Debug)]
@@ -45,12 +34,6 @@ CREATE TABLE IF NOT EXISTS token_trace (
     token TEXT NOT NULL,
     transaction_id TEXT NOT NULL,
     PRIMARY KEY (token, transaction_id)
-);
-CREATE TABLE IF NOT EXISTS settlements (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL UNIQUE,
-    signature TEXT,
-    done INTEGER NOT NULL DEFAULT 0
 );
 ";
 
@@ -178,80 +161,6 @@ impl Journal {
             .conn
             .prepare("SELECT transaction_id FROM token_trace WHERE token = ?1 ORDER BY rowid")?;
         let rows = query.query_map(params![token.to_string()], |row| row.get(0))?;
-        rows.collect()
-    }
-
-    /// Writes a new settlement key (before the batch is reserved in the store).
-    ///
-    /// # Errors
-    /// SQLite errors (a duplicate key).
-    pub fn settlement_begin(&self, key: &str) -> Result<(), rusqlite::Error> {
-        self.conn
-            .execute("INSERT INTO settlements (key) VALUES (?1)", params![key])?;
-        Ok(())
-    }
-
-    /// Records the signature of the transaction about to be sent for `key`.
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn settlement_signed(&self, key: &str, signature: &str) -> Result<(), rusqlite::Error> {
-        self.conn.execute(
-            "UPDATE settlements SET signature = ?2 WHERE key = ?1",
-            params![key, signature],
-        )?;
-        Ok(())
-    }
-
-    /// Marks `key` as finished (completed or aborted in the store).
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn settlement_done(&self, key: &str) -> Result<(), rusqlite::Error> {
-        self.conn.execute(
-            "UPDATE settlements SET done = 1 WHERE key = ?1",
-            params![key],
-        )?;
-        Ok(())
-    }
-
-    /// Forgets a key whose batch was never reserved in the store.
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn settlement_forget(&self, key: &str) -> Result<(), rusqlite::Error> {
-        self.conn
-            .execute("DELETE FROM settlements WHERE key = ?1", params![key])?;
-        Ok(())
-    }
-
-    /// Every journal entry not done, oldest first.
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn settlements_open(&self) -> Result<Vec<JournalEntry>, rusqlite::Error> {
-        self.settlements_where("done = 0")
-    }
-
-    /// Every journal entry, oldest first.
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn settlements_all(&self) -> Result<Vec<JournalEntry>, rusqlite::Error> {
-        self.settlements_where("1 = 1")
-    }
-
-    fn settlements_where(&self, condition: &str) -> Result<Vec<JournalEntry>, rusqlite::Error> {
-        let mut query = self.conn.prepare(&format!(
-            "SELECT key, signature, done FROM settlements WHERE {condition} ORDER BY id"
-        ))?;
-        let rows = query.query_map([], |row| {
-            Ok(JournalEntry {
-                key: row.get(0)?,
-                signature: row.get(1)?,
-                done: row.get(2)?,
-            })
-        })?;
         rows.collect()
     }
 }

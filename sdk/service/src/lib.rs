@@ -10,9 +10,10 @@
 //! - [`settlement`]: exactly-once payouts; [`metrics`]: Prometheus counters.
 //!
 //! Durability: the engine's store (SQLite `auditor.sqlite` in the data directory by default)
-//! commits every step atomically; blocks still pending at start are resumed
-//! ([`mupib_auditor::Auditor::resume`]) before the service accepts traffic; unfinished
-//! settlement batches are recovered before new ones start. Shutdown ([`RunningService::shutdown`],
+//! commits every step atomically and has exactly one writer (a second `auditor serve` on the
+//! same data directory is refused at start); blocks still pending at start are resumed
+//! ([`mupib_auditor::Auditor::resume`]) before the service accepts traffic; the settlement
+//! worker resolves open settlement batches before it starts new ones. Shutdown ([`RunningService::shutdown`],
 //! Ctrl-C in `mupib auditor serve`): stop accepting, finish in-flight requests, release
 //! long-polls, verify the blocks already queued, stop the settlement worker, close the databases.
 //!
@@ -37,12 +38,14 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use mupib_auditor::store::{MemoryStore, SqliteStore, Store};
 use mupib_auditor::{Auditor, AuditorConfig};
+use mupib_protocol::batch::BatchDirectory;
 use mupib_protocol::block::{BlockSubmission, BlockVerifier};
 use mupib_protocol::cert::Registry;
 use tokio::sync::{mpsc, watch};
 
 pub use error::{ApiError, ServiceError};
-pub use settlement::{LedgerPayouts, PayoutSender, SettlementError, SettlementReport};
+pub use mupib_auditor::settlement::SettlementReport;
+pub use settlement::{run_settlement, PayoutSender};
 pub use state::{system_clock, AppState, Clock, Core};
 
 use journal::Journal;
@@ -75,11 +78,14 @@ pub struct ServiceConfig {
     pub settle_interval: Option<Duration>,
     /// Worker threads of the async runtime.
     pub worker_threads: usize,
+    /// How long a token's batch must stay redeemable after intake (the time its block may take
+    /// to form and be verified); a token whose batch expires sooner is refused.
+    pub min_batch_life: Duration,
 }
 
 impl ServiceConfig {
     /// Defaults: 64 KiB bodies, batches of 64, a queue of 1024 blocks, retries every 2 s,
-    /// settlement every 10 s.
+    /// settlement every 10 s, batches living at least one more day.
     pub fn new(data_dir: Option<PathBuf>, listen: SocketAddr, engine: AuditorConfig) -> Self {
         ServiceConfig {
             data_dir,
@@ -91,6 +97,7 @@ impl ServiceConfig {
             retry_interval: Duration::from_secs(2),
             settle_interval: Some(Duration::from_secs(10)),
             worker_threads: 2,
+            min_batch_life: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -105,6 +112,9 @@ pub struct ServiceParts {
     pub verifier: Box<dyn BlockVerifier + Send>,
     /// The chain, for payouts (`None`: balances only accrue).
     pub payouts: Option<Box<dyn PayoutSender>>,
+    /// The chain, for the batches intake checks tokens against (`None`: not checked; only for
+    /// simulated chains in tests).
+    pub batches: Option<Box<dyn BatchDirectory>>,
     /// The clock.
     pub clock: Clock,
 }
@@ -180,16 +190,7 @@ impl RunningService {
                 tracing::warn!(%error, "resuming pending blocks failed; the block worker retries them")
             }
         }
-        let mut payouts = parts.payouts;
-        if let Some(sender) = payouts.as_mut() {
-            let report = settlement::settle_once(&mut core.engine, &core.journal, sender.as_mut())?;
-            if !report.batches.is_empty() {
-                tracing::info!(
-                    batches = report.batches.len(),
-                    "settlement recovered and ran at start"
-                );
-            }
-        }
+        let payouts = parts.payouts;
         let std_listener =
             std::net::TcpListener::bind(config.listen).map_err(|source| ServiceError::Bind {
                 addr: config.listen,
@@ -221,7 +222,10 @@ impl RunningService {
             shutdown: shutdown_rx,
             metrics: Metrics::default(),
             max_batch: config.max_batch,
+            batches: parts.batches,
+            min_batch_life: i64::try_from(config.min_batch_life.as_secs()).unwrap_or(i64::MAX),
             payouts: Mutex::new(payouts),
+            last_settlement: Mutex::new(None),
             decisions_waiting: std::sync::atomic::AtomicUsize::new(0),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -460,7 +464,8 @@ async fn run_pending(state: &Arc<AppState>) -> bool {
     )
 }
 
-/// Runs settlement every `interval`, and once more at shutdown.
+/// Runs settlement at start, then every `interval` (backing off while runs are blocked, see
+/// [`settlement::next_delay`]), and once more at shutdown.
 async fn settle_worker(
     state: Arc<AppState>,
     interval: Option<Duration>,
@@ -469,18 +474,21 @@ async fn settle_worker(
     let Some(interval) = interval else {
         return;
     };
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut delay = Duration::ZERO;
     loop {
         let stopping = tokio::select! {
-            _ = ticker.tick() => false,
+            _ = tokio::time::sleep(delay) => false,
             stopped = shutdown.wait_for(|stopping| *stopping) => { drop(stopped); true }
         };
         let worker_state = Arc::clone(&state);
         match tokio::task::spawn_blocking(move || run_settlement(&worker_state)).await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(report)) => delay = settlement::next_delay(delay, interval, &report),
             Ok(Err(error)) => {
-                tracing::warn!(%error, "settlement run failed; retried at the next interval");
+                tracing::warn!(%error, "settlement run failed; retried with backoff");
+                delay = delay
+                    .max(interval)
+                    .saturating_mul(2)
+                    .min(settlement::MAX_BACKOFF.max(interval));
             }
             Err(error) => {
                 tracing::error!(%error, "settlement worker task failed");
@@ -491,27 +499,4 @@ async fn settle_worker(
             return;
         }
     }
-}
-
-/// One settlement run (recovery first) under the core lock, with metrics. Without a payout
-/// sender, an empty report.
-///
-/// # Errors
-/// [`ServiceError::Settlement`]; a poisoned lock is [`ServiceError::Panicked`].
-pub fn run_settlement(state: &AppState) -> Result<SettlementReport, ServiceError> {
-    let poisoned = |_| ServiceError::Panicked("auditor state lock poisoned".into());
-    let mut payouts = state.payouts.lock().map_err(poisoned)?;
-    let Some(sender) = payouts.as_mut() else {
-        return Ok(SettlementReport::default());
-    };
-    let mut core = state
-        .core
-        .lock()
-        .map_err(|_| ServiceError::Panicked("auditor state lock poisoned".into()))?;
-    let Core { engine, journal } = &mut *core;
-    let report = settlement::settle_once(engine, journal, sender.as_mut())?;
-    for batch in report.batches.iter().filter(|b| b.status == "completed") {
-        state.metrics.payout(batch.vendors, batch.amount);
-    }
-    Ok(report)
 }

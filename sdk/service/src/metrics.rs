@@ -34,6 +34,9 @@ pub struct Metrics {
     payout_amount: AtomicU64,
     payout_vendors: AtomicU64,
     payment_mismatches: AtomicU64,
+    settlement_runs_blocked: AtomicU64,
+    resubmissions: AtomicU64,
+    unpayable_vendors: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, value: u64) {
@@ -108,6 +111,22 @@ impl Metrics {
     /// The chain paid a block a different amount than its valid tokens are worth (an alarm).
     pub fn payment_mismatch(&self) {
         add(&self.payment_mismatches, 1);
+    }
+
+    /// A transaction submitted again with the same bytes (answered from the store).
+    pub fn resubmission(&self) {
+        add(&self.resubmissions, 1);
+    }
+
+    /// A settlement run: counts a run that stopped early, and the vendors it left unpaid.
+    pub fn settlement_run(&self, report: &mupib_auditor::settlement::SettlementReport) {
+        if report.blocked.is_some() {
+            add(&self.settlement_runs_blocked, 1);
+        }
+        self.unpayable_vendors.store(
+            u64::try_from(report.unpayable.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// The Prometheus text exposition.
@@ -234,6 +253,36 @@ impl Metrics {
             out,
             "mupib_payment_mismatch_total {}",
             get(&self.payment_mismatches)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mupib_resubmissions_total Transactions submitted again with the same bytes, answered from the store."
+        );
+        let _ = writeln!(out, "# TYPE mupib_resubmissions_total counter");
+        let _ = writeln!(
+            out,
+            "mupib_resubmissions_total {}",
+            get(&self.resubmissions)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mupib_settlement_blocked_total Settlement runs that stopped early (chain unreachable, funds short, unknown fate, alarm); see GET /v1/status."
+        );
+        let _ = writeln!(out, "# TYPE mupib_settlement_blocked_total counter");
+        let _ = writeln!(
+            out,
+            "mupib_settlement_blocked_total {}",
+            get(&self.settlement_runs_blocked)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mupib_unpayable_vendors Vendors the last settlement run could not pay (payout account missing or unusable)."
+        );
+        let _ = writeln!(out, "# TYPE mupib_unpayable_vendors gauge");
+        let _ = writeln!(
+            out,
+            "mupib_unpayable_vendors {}",
+            get(&self.unpayable_vendors)
         );
         out
     }

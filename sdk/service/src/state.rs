@@ -11,6 +11,7 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use mupib_auditor::store::{Store, TransactionRecord, TransactionStatus};
 use mupib_auditor::{Auditor, BlockOutcome, EngineVerdict, IntakeOutcome, TransactionSummary};
+use mupib_protocol::batch::{check_redeemable, BatchDirectory, BatchTerms};
 use mupib_protocol::block::{BlockSubmission, BlockVerifier};
 use mupib_protocol::cert::{pubkey_of, Registry};
 use mupib_protocol::reject::RejectCode;
@@ -63,7 +64,13 @@ pub struct AppState {
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) metrics: Metrics,
     pub(crate) max_batch: usize,
+    /// Where token batches are read for the intake check (`None`: not checked).
+    pub(crate) batches: Option<Box<dyn BatchDirectory>>,
+    /// Seconds a token's batch must stay redeemable after intake.
+    pub(crate) min_batch_life: i64,
     pub(crate) payouts: Mutex<Option<Box<dyn super::settlement::PayoutSender>>>,
+    /// What the last settlement run found (for `GET /v1/status`).
+    pub(crate) last_settlement: Mutex<Option<mupib_auditor::settlement::SettlementReport>>,
     /// Block workers waiting for the state lock to apply decisions. `std::sync::Mutex` is not
     /// fair: under load, many intake threads would keep winning it and decided blocks would pile
     /// up. Intake yields while this is non-zero (see [`AppState::core_for_intake`]).
@@ -112,6 +119,13 @@ impl AppState {
 
     pub(crate) fn core(&self) -> Result<MutexGuard<'_, Core>, ApiError> {
         self.core.lock().map_err(poisoned)
+    }
+
+    /// What the last settlement run found.
+    pub(crate) fn last_settlement(
+        &self,
+    ) -> Result<Option<mupib_auditor::settlement::SettlementReport>, ApiError> {
+        Ok(self.last_settlement.lock().map_err(poisoned)?.clone())
     }
 
     /// The state lock for an intake: gives way to block workers that wait to apply decisions
@@ -181,7 +195,11 @@ impl AppState {
         permit: Option<mpsc::OwnedPermit<BlockSubmission>>,
     ) -> Result<SubmitAnswer, ApiError> {
         let (summary, forged) = match result {
-            Ok(verified) => (TransactionSummary::from(&verified), None),
+            Ok(verified) => {
+                let summary = TransactionSummary::from(&verified);
+                self.check_redeemable(&summary)?;
+                (summary, None)
+            }
             Err(VerifyError::ForgedToken { token, .. }) => {
                 // Every other signature verified (the culprit order puts tokens last): the user
                 // signed over a forged token. Misbehaviour, reported to the engine.
@@ -197,6 +215,14 @@ impl AppState {
                 None => core.engine.intake(&summary)?,
                 Some(token) => core.engine.report_forgery(&summary, &[token])?,
             };
+            if outcome.resubmission {
+                // The same transaction with the same bytes again: the stored answer, nothing new.
+                drop(core);
+                self.metrics.resubmission();
+                return self.answer(&summary.id)?.ok_or_else(|| {
+                    ApiError::Internal(format!("no answer for stored transaction {}", summary.id))
+                });
+            }
             let verdict = outcome.response_verdict(&summary);
             let block_id = match outcome.verdict {
                 EngineVerdict::Wait => outcome
@@ -231,6 +257,36 @@ impl AppState {
             }
         }
         Ok(answer)
+    }
+
+    /// Refuses a transaction whose tokens this auditor cannot redeem (see
+    /// [`mupib_protocol::batch`]), before anything is written. A transaction the engine already
+    /// holds is not checked again: its resubmission gets its stored answer.
+    fn check_redeemable(&self, summary: &TransactionSummary) -> Result<(), ApiError> {
+        let Some(batches) = &self.batches else {
+            return Ok(());
+        };
+        if self.core()?.engine.transaction(&summary.id)?.is_some() {
+            return Ok(());
+        }
+        let now = (self.clock)();
+        let mut terms: Vec<((Pubkey, u64), Option<BatchTerms>)> = Vec::new();
+        for token in &summary.tokens {
+            let batch = (token.id.bank, token.id.batch_id);
+            let known = match terms.iter().find(|(key, _)| *key == batch) {
+                Some((_, known)) => *known,
+                None => {
+                    let read = batches
+                        .batch_terms(&batch.0, batch.1)
+                        .map_err(|e| ApiError::Internal(e.to_string()))?;
+                    terms.push((batch, read));
+                    read
+                }
+            };
+            check_redeemable(token, known.as_ref(), now, self.min_batch_life)
+                .map_err(|problem| ApiError::Unredeemable(problem.to_string()))?;
+        }
+        Ok(())
     }
 
     /// The current answer about transaction `id`: the stored one if final, else re-derived

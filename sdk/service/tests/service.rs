@@ -1,17 +1,20 @@
 //! The auditor service over real HTTP on 127.0.0.1 (ephemeral ports), in-process, with the
-//! simulated chain for block verification and an in-memory SPL-like payout chain that enforces
-//! the settlement marker (at most one transaction per idempotency key).
+//! simulated chain for block verification and the auditor's test payout chain
+//! (`mupib_auditor::testkit`), which keeps the program's rules for the payout record.
+//! Settlement's own exactly-once tests are in `sdk/auditor/tests/settlement.rs`; the payout
+//! transactions on the embedded ledger are tested in `sdk/chain`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use mupib_auditor::store::{ChangeSet, MemoryStore, Store, VendorPayout};
-use mupib_auditor::{Auditor, AuditorConfig, SimulatedChain};
+use mupib_auditor::testkit::FakePayouts;
+use mupib_auditor::{AuditorConfig, SimulatedChain};
 use mupib_client::vendor::{VendorClient, VendorError};
+use mupib_protocol::batch::{BatchDirectory, BatchLookupError, BatchTerms};
 use mupib_protocol::block::{BlockSubmission, BlockVerification, BlockVerifier, VerifierError};
 use mupib_protocol::cert::{pubkey_of, Certificate, Registry, Role};
 use mupib_protocol::decision::Decision;
@@ -24,9 +27,7 @@ use mupib_protocol::transaction::{PaymentTransaction, TransactionId};
 use mupib_protocol::trust::{TrustModel, TrustScale};
 use mupib_protocol::wire::SubmitAnswer;
 use mupib_protocol::Pubkey;
-use mupib_service::journal::Journal;
-use mupib_service::settlement::{settle_once, SignedPayout};
-use mupib_service::{PayoutSender, RunningService, ServiceConfig, ServiceParts, SettlementError};
+use mupib_service::{RunningService, ServiceConfig, ServiceParts};
 
 const NOW: i64 = 1_700_000_000;
 const VALUE: u64 = 1_000;
@@ -53,74 +54,6 @@ impl BlockVerifier for SharedChain {
     }
 }
 
-/// An SPL-like payout chain: token balances, marker accounts, signatures seen; with injectable
-/// crashes.
-#[derive(Default)]
-struct PayoutChain {
-    balances: HashMap<Pubkey, u64>,
-    markers: HashSet<String>,
-    transactions: Vec<String>,
-    /// Execute the next send but report failure (a crash after sending).
-    lose_next_answer: bool,
-    /// Refuse sends (the chain is down).
-    down: bool,
-}
-
-#[derive(Clone, Default)]
-struct FakePayouts {
-    chain: Arc<Mutex<PayoutChain>>,
-    signed: Arc<Mutex<HashMap<String, Vec<VendorPayout>>>>,
-    counter: Arc<Mutex<u64>>,
-}
-
-impl PayoutSender for FakePayouts {
-    fn can_pay(&self, _vendor: &Pubkey) -> bool {
-        true
-    }
-
-    fn landed(&mut self, key: &str) -> Result<bool, SettlementError> {
-        Ok(self.chain.lock().unwrap().markers.contains(key))
-    }
-
-    fn sign(&mut self, key: &str, items: &[VendorPayout]) -> Result<SignedPayout, SettlementError> {
-        let mut counter = self.counter.lock().unwrap();
-        *counter += 1;
-        let signature = format!("sig-{key}-{counter}");
-        self.signed
-            .lock()
-            .unwrap()
-            .insert(signature.clone(), items.to_vec());
-        Ok(SignedPayout {
-            key: key.to_owned(),
-            signature: signature.clone(),
-            transaction: signature.into_bytes(),
-        })
-    }
-
-    fn send(&mut self, payout: &SignedPayout) -> Result<(), SettlementError> {
-        let items = self.signed.lock().unwrap()[&payout.signature].clone();
-        let mut chain = self.chain.lock().unwrap();
-        let failure = |detail: &str| SettlementError::Chain {
-            key: payout.key.clone(),
-            detail: detail.to_owned(),
-        };
-        if chain.down {
-            return Err(failure("chain unreachable"));
-        }
-        if !chain.markers.insert(payout.key.clone()) {
-            return Err(failure("marker account already exists"));
-        }
-        for item in items {
-            *chain.balances.entry(item.vendor).or_default() += item.amount;
-        }
-        chain.transactions.push(payout.signature.clone());
-        if std::mem::take(&mut chain.lose_next_answer) {
-            return Err(failure("connection reset after sending"));
-        }
-        Ok(())
-    }
-}
-
 struct World {
     authority: SigningKey,
     auditor: SigningKey,
@@ -129,6 +62,22 @@ struct World {
     payouts: FakePayouts,
     tokens: Vec<Token>,
     next_token: usize,
+    /// The batches intake checks tokens against (`None`: no check).
+    batches: Option<Directory>,
+}
+
+/// Batch terms by (bank, batch id), as the chain would publish them.
+#[derive(Clone, Default)]
+struct Directory(HashMap<(Pubkey, u64), BatchTerms>);
+
+impl BatchDirectory for Directory {
+    fn batch_terms(
+        &self,
+        bank: &Pubkey,
+        batch_id: u64,
+    ) -> Result<Option<BatchTerms>, BatchLookupError> {
+        Ok(self.0.get(&(*bank, batch_id)).copied())
+    }
 }
 
 impl World {
@@ -163,9 +112,10 @@ impl World {
             auditor,
             registry,
             chain,
-            payouts: FakePayouts::default(),
+            payouts: FakePayouts::funded_for(pubkey_of(&key(3)), 1_000_000_000),
             tokens,
             next_token: 0,
+            batches: None,
         }
     }
 
@@ -198,8 +148,11 @@ impl World {
         block_queue: usize,
     ) -> RunningService {
         let engine = AuditorConfig {
+            withholding: Withholding::from_bps(2000).unwrap(),
+            trust_model: TrustModel::Neutral,
+            trust_scale: TrustScale::Initial,
             initial_block_size: w0,
-            ..engine_config()
+            paper_mode: false,
         };
         let mut config =
             ServiceConfig::new(data_dir, SocketAddr::from(([127, 0, 0, 1], 0)), engine);
@@ -214,6 +167,10 @@ impl World {
                 registry: self.registry.clone(),
                 verifier,
                 payouts: Some(Box::new(self.payouts.clone())),
+                batches: self
+                    .batches
+                    .clone()
+                    .map(|directory| Box::new(directory) as Box<dyn BatchDirectory>),
                 clock: Arc::new(|| NOW),
             },
         )
@@ -336,10 +293,7 @@ fn honest_deliveries_then_waiting_transaction_finalized_by_block_decisions() {
         (v["settled"] == expected).then_some(v)
     });
     assert_eq!(paid["accrued"], expected);
-    assert_eq!(
-        world.payouts.chain.lock().unwrap().balances[&vendor.vendor()],
-        expected
-    );
+    assert_eq!(world.payouts.chain().balances[&vendor.vendor()], expected);
 
     // Traces: the first token's use and decision, the transaction, metrics.
     let token = world.tokens[0].id();
@@ -453,8 +407,10 @@ fn double_spender_block_rejected_with_decisions_in_reason_and_block_size_shrinks
     service.shutdown().unwrap();
 }
 
+/// An honest retry — the same transaction with the same bytes, after a lost answer or a
+/// crash — gets the stored signed answer back: no flag, no new record, nothing accrued twice.
 #[test]
-fn double_selling_same_transaction_twice_rejected_and_vendor_flagged() {
+fn resubmitting_the_same_transaction_returns_the_stored_answer_and_pays_once() {
     let mut world = World::new(8);
     let alice = user(&mut world, 12);
     let vendor_key = key(22);
@@ -470,13 +426,82 @@ fn double_selling_same_transaction_twice_rejected_and_vendor_flagged() {
 
     let tx = pay(&alice, &vendor, world.take_tokens(2), "one sale");
     let id = tx.id().unwrap();
+    let first = vendor.submit(&tx).unwrap();
+    assert_eq!(verdict(&first), &Verdict::Deliver);
+    let (_, status_before) = get_json(&format!("{}/v1/status", service.url()));
+    // The same signed transaction presented again, twice.
+    for _ in 0..2 {
+        let again = vendor
+            .submit_raw(serde_json::to_vec(&tx).unwrap(), &id)
+            .unwrap();
+        assert_eq!(again, first, "the stored signed answer, byte for byte");
+    }
+    let (_, account) = get_json(&format!("{}/v1/vendors/{}", service.url(), vendor.vendor()));
+    assert_eq!(account["double_sellings"], 0);
+    assert_eq!(account["accrued"], 2 * VALUE * 8 / 10, "paid once");
+    let (_, status_after) = get_json(&format!("{}/v1/status", service.url()));
+    assert_eq!(status_after["misbehaviour"], status_before["misbehaviour"]);
+    let (_, user_view) = get_json(&format!(
+        "{}/v1/users/{}",
+        service.url(),
+        alice.cert.subject
+    ));
+    assert_eq!(user_view["queued_tokens"], 2, "the retry queued nothing");
+    assert_eq!(metric(&service, "mupib_resubmissions_total"), 2);
+    assert_eq!(
+        metric(
+            &service,
+            "mupib_intake_total{verdict=\"reject\",reason=\"double_selling\"}"
+        ),
+        0
+    );
+    service.shutdown().unwrap();
+}
+
+/// A vendor re-countersigns a sold payment with a fresh nonce (another valid signature, so other
+/// bytes under the same transaction id) and presents it again: double selling, the vendor is
+/// flagged, nothing is paid twice and the original answer still stands.
+#[test]
+fn sold_payment_re_countersigned_is_double_selling_and_flags_the_vendor() {
+    use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
+    use ed25519_dalek::Verifier;
+    use sha2::{Digest, Sha512};
+
+    let mut world = World::new(8);
+    let alice = user(&mut world, 12);
+    let vendor_key = key(22);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    let service = world.start(None, 10);
+    let vendor = VendorClient::new(
+        service.url(),
+        vendor_key.clone(),
+        vendor_cert,
+        pubkey_of(&world.auditor),
+    )
+    .unwrap();
+    let tx = pay(&alice, &vendor, world.take_tokens(2), "one sale");
+    let id = tx.id().unwrap();
     assert_eq!(verdict(&vendor.submit(&tx).unwrap()), &Verdict::Deliver);
-    // The same signed transaction presented again.
-    let replay = vendor
-        .submit_raw(serde_json::to_vec(&tx).unwrap(), &id)
+
+    // Another valid countersignature of the same bytes: same scalar, another nonce prefix.
+    let mut esk = ExpandedSecretKey::from_bytes(&Sha512::digest(vendor_key.to_bytes()).into());
+    esk.hash_prefix = [7; 32];
+    let message = tx.vendor_signed_bytes().unwrap();
+    let resigned = raw_sign::<Sha512>(&esk, &message, &vendor_key.verifying_key());
+    assert!(vendor_key
+        .verifying_key()
+        .verify(&message, &resigned)
+        .is_ok());
+    let mut replay = tx.clone();
+    replay.vendor_signature = resigned.to_bytes();
+    assert_ne!(replay.vendor_signature, tx.vendor_signature);
+    assert_eq!(replay.id().unwrap(), id, "the same transaction id");
+
+    let answer = vendor
+        .submit_raw(serde_json::to_vec(&replay).unwrap(), &id)
         .unwrap();
     assert_eq!(
-        verdict(&replay),
+        verdict(&answer),
         &Verdict::Reject(RejectReason::DoubleSelling {
             vendor: vendor.vendor(),
             transaction_id: id
@@ -484,11 +509,11 @@ fn double_selling_same_transaction_twice_rejected_and_vendor_flagged() {
     );
     let (_, account) = get_json(&format!("{}/v1/vendors/{}", service.url(), vendor.vendor()));
     assert_eq!(account["double_sellings"], 1);
-    // Paid once, and the original answer still stands.
-    assert_eq!(account["accrued"], 2 * VALUE * 8 / 10);
+    assert_eq!(account["accrued"], 2 * VALUE * 8 / 10, "paid once");
     assert_eq!(
         verdict(&vendor.status(&id).unwrap().unwrap()),
-        &Verdict::Deliver
+        &Verdict::Deliver,
+        "the original answer still stands"
     );
     assert_eq!(
         metric(
@@ -1008,7 +1033,7 @@ fn restart_mid_traffic_answers_each_transaction_once_and_pays_each_payout_once()
         .unwrap()
         .json()
         .unwrap();
-    assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
+    assert!(report["blocked"].is_null(), "{report}");
     let (_, status) = get_json(&format!("{}/v1/status", service.url()));
     assert!(
         status["pending_blocks"].as_array().unwrap().is_empty(),
@@ -1018,260 +1043,23 @@ fn restart_mid_traffic_answers_each_transaction_once_and_pays_each_payout_once()
         status["pending_payouts"].as_array().unwrap().is_empty(),
         "{status}"
     );
-    let chain = world.payouts.chain.lock().unwrap();
+    let chain = world.payouts.chain();
     for (vendor, amount) in &owed {
         assert_eq!(
             chain.balances.get(vendor).copied().unwrap_or(0),
             *amount,
             "vendor {vendor} paid on-chain"
         );
+        let transfers: u64 = chain
+            .transfers
+            .iter()
+            .filter(|(v, _)| v == vendor)
+            .map(|(_, a)| a)
+            .sum();
+        assert_eq!(transfers, *amount, "vendor {vendor} paid exactly once");
     }
-    assert_eq!(
-        chain.markers.len(),
-        chain.transactions.len(),
-        "one transaction per key"
-    );
     drop(chain);
     service.shutdown().unwrap();
-}
-
-/// The engine's settings in these tests: ρ = 20 %, neutral trust, N = W0 = 4.
-fn engine_config() -> AuditorConfig {
-    AuditorConfig {
-        withholding: Withholding::from_bps(2000).unwrap(),
-        trust_model: TrustModel::Neutral,
-        trust_scale: TrustScale::Initial,
-        initial_block_size: 4,
-        paper_mode: false,
-    }
-}
-
-/// An engine whose store holds accrued balances for `vendors`.
-fn store_owing(vendors: &[(Pubkey, u64)]) -> Auditor<MemoryStore> {
-    let mut store = MemoryStore::new();
-    store
-        .apply(&ChangeSet {
-            vendor_credits: vendors
-                .iter()
-                .map(|(vendor, amount)| VendorPayout {
-                    vendor: *vendor,
-                    amount: *amount,
-                })
-                .collect(),
-            ..ChangeSet::default()
-        })
-        .unwrap();
-    Auditor::new(store, engine_config()).unwrap()
-}
-
-#[test]
-fn settlement_crash_after_send_before_completion_pays_exactly_once() {
-    let (a, b) = (Pubkey::new_unique(), Pubkey::new_unique());
-    let mut store = store_owing(&[(a, 800), (b, 1_600)]);
-    let journal = Journal::in_memory().unwrap();
-    let mut payouts = FakePayouts::default();
-    // The transfer executes but the answer is lost (the settler cannot tell).
-    payouts.chain.lock().unwrap().lose_next_answer = true;
-    payouts.chain.lock().unwrap().down = false;
-    let first = settle_once(&mut store, &journal, &mut payouts).unwrap();
-    // The marker shows it landed: completed without a second transfer.
-    assert_eq!(first.batches.len(), 1);
-    assert_eq!(first.batches[0].status, "completed");
-    // Again, and after a "restart" (a new sender over the same chain): nothing more is paid.
-    let second = settle_once(&mut store, &journal, &mut payouts.clone()).unwrap();
-    assert!(second.batches.is_empty(), "{second:?}");
-    let chain = payouts.chain.lock().unwrap();
-    assert_eq!(chain.balances[&a], 800);
-    assert_eq!(chain.balances[&b], 1_600);
-    assert_eq!(chain.transactions.len(), 1);
-    assert_eq!(store.vendor(&a).unwrap().settled, 800);
-    assert_eq!(store.pending_payouts().unwrap(), vec![]);
-}
-
-#[test]
-fn settlement_with_chain_down_stays_in_flight_then_recovers_and_pays_once() {
-    let vendor = Pubkey::new_unique();
-    let mut store = store_owing(&[(vendor, 2_400)]);
-    let journal = Journal::in_memory().unwrap();
-    let mut payouts = FakePayouts::default();
-    payouts.chain.lock().unwrap().down = true;
-    let first = settle_once(&mut store, &journal, &mut payouts).unwrap();
-    assert_eq!(first.batches[0].status, "in_flight");
-    assert_eq!(first.errors.len(), 1);
-    assert_eq!(store.vendor(&vendor).unwrap().in_flight, 2_400);
-    // Signed but not landed: the journal holds the signature; a run with the chain back resends
-    // for the same key, and a third run pays nothing more.
-    assert!(journal.settlements_open().unwrap()[0].signature.is_some());
-    payouts.chain.lock().unwrap().down = false;
-    let second = settle_once(&mut store, &journal, &mut payouts).unwrap();
-    assert_eq!(second.batches.len(), 1);
-    assert!(second.batches[0].recovered);
-    assert_eq!(second.batches[0].status, "completed");
-    let third = settle_once(&mut store, &journal, &mut payouts).unwrap();
-    assert!(third.batches.is_empty());
-    assert_eq!(payouts.chain.lock().unwrap().balances[&vendor], 2_400);
-    let account = store.vendor(&vendor).unwrap();
-    assert_eq!((account.settled, account.in_flight), (2_400, 0));
-}
-
-#[test]
-fn settlement_reserved_but_never_signed_is_aborted_and_paid_in_a_new_batch() {
-    let vendor = Pubkey::new_unique();
-    let mut store = store_owing(&[(vendor, 500)]);
-    let journal = Journal::in_memory().unwrap();
-    // A crash right after reserving: key journaled, batch in flight, nothing signed.
-    journal.settlement_begin("crashed-before-signing").unwrap();
-    store
-        .begin_settlement(
-            "crashed-before-signing",
-            &[VendorPayout {
-                vendor,
-                amount: 500,
-            }],
-        )
-        .unwrap();
-    let mut payouts = FakePayouts::default();
-    let report = settle_once(&mut store, &journal, &mut payouts).unwrap();
-    assert_eq!(report.batches[0].status, "aborted");
-    assert_eq!(report.batches[1].status, "completed");
-    assert_eq!(payouts.chain.lock().unwrap().balances[&vendor], 500);
-    assert!(!payouts
-        .chain
-        .lock()
-        .unwrap()
-        .markers
-        .contains("crashed-before-signing"));
-    assert_eq!(store.vendor(&vendor).unwrap().settled, 500);
-}
-
-/// The SPL token account's `amount` (bytes 64..72 of the 165-byte layout).
-fn token_amount(ledger: &dyn mupib_chain::ledger::Ledger, account: &Pubkey) -> u64 {
-    let data = ledger
-        .get_account(account)
-        .unwrap()
-        .expect("token account exists")
-        .data;
-    u64::from_le_bytes(data[64..72].try_into().unwrap())
-}
-
-#[test]
-fn ledger_payouts_settle_on_the_embedded_ledger_and_a_resent_batch_never_pays_twice() {
-    use mupib_chain::deploy::Deployment;
-    use mupib_chain::ledger::{EmbeddedLedger, Ledger};
-    use mupib_chain::spl;
-    use mupib_service::LedgerPayouts;
-    use solana_sdk::signature::{Keypair, Signer};
-
-    let ledger: Arc<dyn Ledger> = Arc::new(EmbeddedLedger::ephemeral().unwrap());
-    let deployment = Deployment::setup(ledger.as_ref(), 6, 1_000_000).unwrap();
-    spl::mint_to(
-        ledger.as_ref(),
-        &deployment.admin,
-        &deployment.mint,
-        &deployment.auditor_token,
-        100_000,
-    )
-    .unwrap();
-    let vendors: Vec<(Pubkey, Pubkey)> = (0..2)
-        .map(|_| {
-            let owner = Pubkey::new_unique();
-            let account = Keypair::new();
-            spl::create_token_account(
-                ledger.as_ref(),
-                &deployment.auditor,
-                &account,
-                &deployment.mint,
-                &owner,
-            )
-            .unwrap();
-            (owner, account.pubkey())
-        })
-        .collect();
-    let auditor = || Keypair::new_from_array(*deployment.auditor.secret_bytes());
-    let mut payouts = LedgerPayouts::new(
-        Arc::clone(&ledger),
-        auditor(),
-        deployment.auditor_token,
-        vendors.iter().copied().collect(),
-    );
-    let mut store = store_owing(&[(vendors[0].0, 800), (vendors[1].0, 1_600)]);
-    let journal = Journal::in_memory().unwrap();
-
-    let report = settle_once(&mut store, &journal, &mut payouts).unwrap();
-    assert_eq!(report.batches.len(), 1);
-    assert_eq!(report.batches[0].status, "completed");
-    assert_eq!(report.batches[0].amount, 2_400);
-    assert_eq!(token_amount(ledger.as_ref(), &vendors[0].1), 800);
-    assert_eq!(token_amount(ledger.as_ref(), &vendors[1].1), 1_600);
-    assert_eq!(
-        token_amount(ledger.as_ref(), &deployment.auditor_token),
-        100_000 - 2_400
-    );
-    let key = report.batches[0].key.clone();
-    assert!(
-        payouts.landed(&key).unwrap(),
-        "the batch's marker account exists"
-    );
-
-    // Replaying the batch: the same key signed again (fresh blockhash) cannot execute twice.
-    let items = [
-        VendorPayout {
-            vendor: vendors[0].0,
-            amount: 800,
-        },
-        VendorPayout {
-            vendor: vendors[1].0,
-            amount: 1_600,
-        },
-    ];
-    let again = payouts.sign(&key, &items).unwrap();
-    assert!(
-        payouts.send(&again).is_err(),
-        "the marker account already exists"
-    );
-    assert_eq!(token_amount(ledger.as_ref(), &vendors[0].1), 800);
-
-    // A crash after sending, before completing: recovery finds the marker and does not resend.
-    store
-        .store_mut()
-        .apply(&ChangeSet {
-            vendor_credits: vec![VendorPayout {
-                vendor: vendors[0].0,
-                amount: 400,
-            }],
-            ..ChangeSet::default()
-        })
-        .unwrap();
-    let crash_key = "0123456789abcdef0123456789abcdef";
-    journal.settlement_begin(crash_key).unwrap();
-    let crash_items = [VendorPayout {
-        vendor: vendors[0].0,
-        amount: 400,
-    }];
-    store.begin_settlement(crash_key, &crash_items).unwrap();
-    let signed = payouts.sign(crash_key, &crash_items).unwrap();
-    journal
-        .settlement_signed(crash_key, &signed.signature)
-        .unwrap();
-    payouts.send(&signed).unwrap();
-    // ... the process dies here; a new one recovers.
-    let mut restarted = LedgerPayouts::new(
-        Arc::clone(&ledger),
-        auditor(),
-        deployment.auditor_token,
-        vendors.iter().copied().collect(),
-    );
-    let report = settle_once(&mut store, &journal, &mut restarted).unwrap();
-    assert_eq!(report.batches.len(), 1, "{report:?}");
-    assert!(report.batches[0].recovered);
-    assert_eq!(report.batches[0].status, "completed");
-    assert_eq!(
-        report.batches[0].signature.as_deref(),
-        Some(signed.signature.as_str())
-    );
-    assert_eq!(token_amount(ledger.as_ref(), &vendors[0].1), 1_200);
-    assert_eq!(store.vendor(&vendors[0].0).unwrap().settled, 1_200);
-    assert_eq!(store.pending_payouts().unwrap(), vec![]);
 }
 
 /// A chain that reports each block it is asked to verify and then waits for the gate to open.
@@ -1363,5 +1151,133 @@ fn full_block_queue_answers_503_and_long_poll_returns_wait_until_decided() {
         assert_eq!(verdict(&answer), &Verdict::Deliver);
     }
     assert_eq!(verdict(&vendor.submit(&third).unwrap()), &Verdict::Wait);
+    service.shutdown().unwrap();
+}
+
+/// A token this auditor cannot redeem is refused at intake with the reason (422) and nothing is
+/// written: its batch is unknown (or bound to another auditor), not sealed, worth another value
+/// than the token says, or expiring before its block could be verified.
+#[test]
+fn token_this_auditor_cannot_redeem_is_refused_with_the_reason_and_nothing_written() {
+    let mut world = World::new(8);
+    let bank = pubkey_of(&key(2));
+    let far = NOW + 30 * 24 * 3600;
+    let terms = |value, sealed, expires_at| BatchTerms {
+        value,
+        token_count: 8,
+        sealed,
+        expires_at,
+    };
+    world.batches = Some(Directory(
+        [
+            ((bank, BATCH), terms(VALUE, true, far)),
+            ((bank, 8), terms(VALUE, false, far)),
+            ((bank, 9), terms(VALUE / 2, true, far)),
+            ((bank, 10), terms(VALUE, true, NOW + 3600)),
+        ]
+        .into_iter()
+        .collect(),
+    ));
+    let alice = user(&mut world, 12);
+    let vendor_key = key(22);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    let service = world.start(None, 10);
+    let vendor = VendorClient::new(
+        service.url(),
+        vendor_key,
+        vendor_cert,
+        pubkey_of(&world.auditor),
+    )
+    .unwrap();
+    let (_, status_before) = get_json(&format!("{}/v1/status", service.url()));
+    let cases = [
+        (11, "not published for this auditor"),
+        (8, "not sealed"),
+        (9, "its batch pays 500 per token"),
+        (10, "the time its block may take to be verified"),
+    ];
+    for (batch_id, expected) in cases {
+        let token = Token::sign(&key(2), batch_id, 0, VALUE, NOW - 100);
+        let tx = pay(&alice, &vendor, vec![token], "unredeemable");
+        match vendor.submit(&tx) {
+            Err(VendorError::Refused {
+                status,
+                code,
+                message,
+                ..
+            }) => {
+                assert_eq!((status, code.as_str()), (422, "unredeemable_token"));
+                assert!(message.contains(expected), "batch {batch_id}: {message}");
+            }
+            other => panic!("batch {batch_id}: accepted or wrong error: {other:?}"),
+        }
+        assert!(
+            vendor.status(&tx.id().unwrap()).unwrap().is_none(),
+            "nothing recorded"
+        );
+    }
+    let (_, status_after) = get_json(&format!("{}/v1/status", service.url()));
+    assert_eq!(status_before, status_after);
+    assert_eq!(
+        get_json(&format!(
+            "{}/v1/users/{}",
+            service.url(),
+            alice.cert.subject
+        ))
+        .0,
+        404,
+        "the user was never taken in"
+    );
+    // A token of the sealed batch, worth its value and long-lived, is taken in.
+    let tx = pay(&alice, &vendor, world.take_tokens(1), "fine");
+    assert_eq!(verdict(&vendor.submit(&tx).unwrap()), &Verdict::Deliver);
+    service.shutdown().unwrap();
+}
+
+/// A vendor that held a signed payment past its validity window cannot submit it any more: it
+/// is refused with the window named, and nothing is recorded against the user.
+#[test]
+fn payment_held_past_its_validity_window_is_refused_and_nothing_recorded() {
+    let mut world = World::new(8);
+    let alice = user(&mut world, 12);
+    let vendor_key = key(22);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    let service = world.start(None, 10);
+    let vendor = VendorClient::new(
+        service.url(),
+        vendor_key,
+        vendor_cert,
+        pubkey_of(&world.auditor),
+    )
+    .unwrap();
+    let stale = PaymentTransaction::user_sign(
+        &alice.key,
+        alice.cert.clone(),
+        vendor.certificate().clone(),
+        NOW - mupib_protocol::transaction::PAYMENT_VALIDITY_SECS - 1,
+        world.take_tokens(2),
+        "held back",
+    )
+    .unwrap();
+    let stale = vendor.countersign(stale).unwrap();
+    match vendor.submit(&stale) {
+        Err(VendorError::Refused {
+            status, message, ..
+        }) => {
+            assert_eq!(status, 400);
+            assert!(message.contains("600 s"), "{message}");
+        }
+        other => panic!("a stale payment was taken in: {other:?}"),
+    }
+    assert!(vendor.status(&stale.id().unwrap()).unwrap().is_none());
+    assert_eq!(
+        get_json(&format!(
+            "{}/v1/users/{}",
+            service.url(),
+            alice.cert.subject
+        ))
+        .0,
+        404
+    );
     service.shutdown().unwrap();
 }

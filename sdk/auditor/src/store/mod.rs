@@ -54,8 +54,14 @@
 pub mod conformance;
 mod memory;
 mod model;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresOptions, PostgresStore, PostgresTls};
+#[cfg(all(feature = "postgres", feature = "testkit"))]
+pub use self::postgres::{TestPostgres, TEST_POSTGRES_ENV};
 pub use memory::MemoryStore;
 pub use model::*;
 pub use sqlite::SqliteStore;
@@ -70,6 +76,10 @@ pub enum StoreError {
     /// The underlying SQLite database failed.
     #[error("database error: {0}; check that the database file is writable and not corrupted")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL server failed the request or could not be reached (a write that fails
+    /// wrote nothing): retry once the server is back.
+    #[error("database server: {0}; check that PostgreSQL is up and reachable, then retry")]
+    Server(String),
     /// Another writer changed the same record first (compare-and-swap lost, duplicate key).
     #[error("concurrent update conflict on {0}: re-read the state and retry the operation")]
     Conflict(String),

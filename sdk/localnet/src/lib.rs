@@ -62,7 +62,8 @@ pub struct LocalnetOptions {
     pub max_batch: usize,
     /// Transactions whose status and logs are kept for `getSignatureStatuses` / `getTransaction`.
     pub remembered_transactions: usize,
-    /// Blockhashes handed out that `isBlockhashValid` / `getFeeForMessage` recognise.
+    /// Blockhashes handed out that `getFeeForMessage` recognises (`isBlockhashValid` asks the
+    /// ledger's bank itself).
     pub remembered_blockhashes: usize,
     /// Most lamports one `requestAirdrop` may ask for.
     pub max_airdrop_lamports: u64,

@@ -11,8 +11,8 @@ use base64::Engine;
 use bincode::Options as _;
 use serde_json::{json, Value};
 use solana_rpc_client_api::response::{
-    OptionSerializer, UiAccount, UiAccountData, UiAccountEncoding, UiTransactionError,
-    UiTransactionStatusMeta,
+    OptionSerializer, Response, RpcResponseContext, UiAccount, UiAccountData, UiAccountEncoding,
+    UiTransactionError, UiTransactionStatusMeta,
 };
 use solana_sdk::account::Account;
 use solana_sdk::hash::Hash;
@@ -100,13 +100,23 @@ fn known_blockhash(shared: &Shared, hash: &Hash) -> Result<bool, RpcErr> {
     Ok(recent.contains(hash))
 }
 
+/// `isBlockhashValid`: the embedded bank's own answer (its blockhash queue and
+/// `MAX_PROCESSING_AGE`), whoever handed the blockhash out; the commitment is ignored (every
+/// executed transaction is final at once).
 async fn is_blockhash_valid(shared: &Arc<Shared>, params: &[Value]) -> Result<Value, RpcErr> {
     let text = string_param(params, 0, "blockhash")?;
     let hash = Hash::from_str(text)
         .map_err(|e| RpcErr::params(format!("Invalid params: {text} is not a blockhash ({e})")))?;
-    let valid = known_blockhash(shared, &hash)?;
-    let slot = current_slot(shared).await?;
-    Ok(json!({ "context": context(slot), "value": valid }))
+    let (valid, slot) = ledger_call(shared, move |l| {
+        Ok((l.is_blockhash_valid(&hash)?, l.clock()?.slot))
+    })
+    .await?;
+    let response = Response {
+        context: RpcResponseContext::new(slot),
+        value: valid,
+    };
+    serde_json::to_value(response)
+        .map_err(|e| RpcErr::new(INTERNAL_ERROR, format!("cannot encode the answer: {e}")))
 }
 
 /// Decodes `sendTransaction`'s payload as a legacy transaction, with a validator's size limits.

@@ -739,3 +739,35 @@ fn solana_rpc_client_typed_calls_parse_localnet_answers() {
     assert_eq!(client.get_version().expect("version").solana_core, "3.1.12");
     client.get_health().expect("healthy");
 }
+
+#[test]
+fn is_blockhash_valid_is_the_banks_answer_whoever_handed_the_hash_out() {
+    let server = localnet();
+    let rpc = RpcLedger::with_options(server.url(), fast_options());
+    // A hash handed out by the ledger itself (not through getLatestBlockhash) is known too.
+    let direct = server.ledger().latest_blockhash().expect("blockhash");
+    assert!(rpc.is_blockhash_valid(&direct).expect("answer"));
+    let served = rpc.latest_blockhash().expect("blockhash");
+    assert!(rpc.is_blockhash_valid(&served).expect("answer"));
+    assert!(!rpc
+        .is_blockhash_valid(&solana_sdk::hash::Hash::new_unique())
+        .expect("answer"));
+    // Past MAX_PROCESSING_AGE (150) newer blockhashes, both are expired for the bank and for
+    // the RPC answer alike.
+    server.ledger().advance_blockhashes(151).expect("advance");
+    assert!(!server.ledger().is_blockhash_valid(&direct).expect("answer"));
+    assert!(!rpc.is_blockhash_valid(&direct).expect("answer"));
+    assert!(!rpc.is_blockhash_valid(&served).expect("answer"));
+    // The JSON shape a validator sends: {"context": {"slot", "apiVersion"?}, "value": bool}.
+    let fresh = rpc.latest_blockhash().expect("blockhash");
+    let answer = call(
+        &server.url(),
+        "isBlockhashValid",
+        json!([fresh.to_string(), { "commitment": "processed" }]),
+    );
+    assert_eq!(answer["result"]["value"], true, "{answer}");
+    assert!(
+        answer["result"]["context"]["slot"].as_u64().is_some(),
+        "{answer}"
+    );
+}

@@ -171,7 +171,9 @@ pub fn serialized_size(transaction: &Transaction) -> Result<usize, LedgerError> 
 /// A Solana ledger as µPIB uses it. Synchronous, `&self`, shareable across threads.
 pub trait Ledger: Send + Sync {
     /// Sends a signed transaction and waits until it is executed. Fails with
-    /// [`LedgerError::Transaction`] (program error code and logs kept) when it fails.
+    /// [`LedgerError::Transaction`] (program error code and logs kept) when it fails. Sending a
+    /// transaction again is harmless: it never executes twice, and the answer is the first
+    /// execution's outcome (its logs may be missing).
     fn send_transaction(&self, transaction: &Transaction) -> Result<Receipt, LedgerError>;
 
     /// Reads an account; `None` when it does not exist.
@@ -180,6 +182,12 @@ pub trait Ledger: Send + Sync {
     /// A recent blockhash to sign transactions with. Two calls return distinct hashes, so two
     /// otherwise identical transactions get distinct signatures.
     fn latest_blockhash(&self) -> Result<Hash, LedgerError>;
+
+    /// Whether a transaction signed with `blockhash` could still be executed: the blockhash is
+    /// among the recent ones the chain accepts (at most `MAX_PROCESSING_AGE` = 150 blocks old).
+    /// Once this is `false` a signed transaction can never land, so whatever it would have done
+    /// is settled by the chain's state.
+    fn is_blockhash_valid(&self, blockhash: &Hash) -> Result<bool, LedgerError>;
 
     /// The `Clock` sysvar as programs see it now.
     fn clock(&self) -> Result<Clock, LedgerError>;
@@ -226,6 +234,9 @@ impl<L: Ledger + ?Sized> Ledger for std::sync::Arc<L> {
     }
     fn latest_blockhash(&self) -> Result<Hash, LedgerError> {
         (**self).latest_blockhash()
+    }
+    fn is_blockhash_valid(&self, blockhash: &Hash) -> Result<bool, LedgerError> {
+        (**self).is_blockhash_valid(blockhash)
     }
     fn clock(&self) -> Result<Clock, LedgerError> {
         (**self).clock()

@@ -10,6 +10,8 @@
 //! - **program errors**: a failed preflight simulation and a transaction that landed and failed
 //!   both become [`LedgerError::Transaction`] with the custom error code and the logs, as in
 //!   the embedded ledger.
+//! - **blockhash validity**: `isBlockhashValid` at `finalized` commitment (the conservative
+//!   answer: `false` means no fork can execute the transaction any more).
 //! - **transport errors** (connection refused, timeouts, HTTP 5xx/429): every call is retried
 //!   [`RpcOptions::attempts`] times with exponential backoff, then fails with
 //!   [`LedgerError::Backend`]: `cluster at URL did not answer after N attempts: ...`.
@@ -396,6 +398,16 @@ impl Ledger for RpcLedger {
             }
             sleep(self.options.poll_interval);
         }
+    }
+
+    /// `isBlockhashValid` at `finalized` commitment: every bank that can still be built descends
+    /// from the finalized one and sees the blockhash as older still, so `false` there means no
+    /// fork can ever execute a transaction signed with it (`confirmed` could say `false` while
+    /// a fork off an older bank still might).
+    fn is_blockhash_valid(&self, blockhash: &Hash) -> Result<bool, LedgerError> {
+        self.call("isBlockhashValid", |c| {
+            c.is_blockhash_valid(blockhash, CommitmentConfig::finalized())
+        })
     }
 
     fn clock(&self) -> Result<Clock, LedgerError> {

@@ -769,6 +769,12 @@ mod tests {
         fn latest_blockhash(&self) -> Result<solana_sdk::hash::Hash, LedgerError> {
             self.inner.latest_blockhash()
         }
+        fn is_blockhash_valid(
+            &self,
+            blockhash: &solana_sdk::hash::Hash,
+        ) -> Result<bool, LedgerError> {
+            self.inner.is_blockhash_valid(blockhash)
+        }
         fn clock(&self) -> Result<solana_sdk::clock::Clock, LedgerError> {
             self.inner.clock()
         }

@@ -21,6 +21,14 @@
 //! The clock is monotone across restarts: the ledger's unix time is the larger of the wall clock
 //! and the last persisted time, and its slot never decreases.
 //!
+//! Blockhashes: the bank registers a new recent blockhash every simulated slot (6.4 ms of the
+//! runtime driving it; `solana-program-test`'s PoH stand-in, which runs only while a call is
+//! being served) and accepts a transaction whose blockhash is at most `MAX_PROCESSING_AGE` (150)
+//! hashes old. [`Ledger::latest_blockhash`] waits for a new hash at every call, so a blockhash
+//! expires after 150 further calls or about a second of activity; [`EmbeddedLedger::advance_blockhashes`]
+//! does that on purpose (tests). The bank starts afresh at every open, so no blockhash survives a
+//! restart: a transaction signed before it can never execute after it.
+//!
 //! The files of the data directory are read and written in `embedded/persist.rs`.
 
 // `solana-program-test` 3.x marks its whole API deprecated ("Agave Unstable API"): expected, see
@@ -38,9 +46,10 @@ use solana_program_test::{processor, ProgramTest, ProgramTestContext};
 use solana_sdk::account::Account;
 use solana_sdk::clock::Clock;
 use solana_sdk::hash::Hash;
+use solana_sdk::message::Message;
 use solana_sdk::pubkey::Pubkey;
 use solana_sdk::signature::{Keypair, Signature, Signer};
-use solana_sdk::transaction::Transaction;
+use solana_sdk::transaction::{Transaction, TransactionError};
 
 use super::{check_transaction_size, Ledger, LedgerError, Receipt};
 use persist::{
@@ -251,6 +260,17 @@ impl EmbeddedLedger {
         self.set_unix_timestamp(target)
     }
 
+    /// Lets the bank register `count` new blockhashes (one per simulated slot). With
+    /// `count > 150` (`MAX_PROCESSING_AGE`) every blockhash handed out before has expired: a
+    /// transaction signed with one can no longer execute (tests of expiry).
+    pub fn advance_blockhashes(&self, count: u32) -> Result<(), LedgerError> {
+        let mut inner = self.lock()?;
+        for _ in 0..count {
+            inner.latest_blockhash()?;
+        }
+        Ok(())
+    }
+
     /// Writes a snapshot of the current state and empties the journal.
     pub fn compact(&self) -> Result<(), LedgerError> {
         let inner = self.lock()?;
@@ -385,6 +405,15 @@ impl Inner {
             )
             .map_err(|e| LedgerError::Backend(format!("cannot process the transaction: {e}")))?;
         let logs = outcome.metadata.map(|m| m.log_messages).unwrap_or_default();
+        if outcome.result == Err(TransactionError::AlreadyProcessed) {
+            // Sent again: it never runs twice; answer with the first execution's outcome.
+            if let Some(first) = self.first_outcome(&signature)? {
+                return first.map(|()| Receipt {
+                    signature,
+                    logs: Vec::new(),
+                });
+            }
+        }
         match outcome.result {
             Ok(()) => {
                 self.persist(&writable)?;
@@ -399,6 +428,59 @@ impl Inner {
                 }
                 Err(LedgerError::from_transaction_error(signature, error, logs))
             }
+        }
+    }
+
+    /// The outcome of an executed transaction from the bank's status cache (`None` if unknown).
+    fn first_outcome(
+        &self,
+        signature: &Signature,
+    ) -> Result<Option<Result<(), LedgerError>>, LedgerError> {
+        let status = self
+            .runtime
+            .block_on(self.context.banks_client.get_transaction_status(*signature))
+            .map_err(|e| {
+                LedgerError::Backend(format!("cannot read the status of {signature}: {e}"))
+            })?;
+        Ok(status.map(|status| match status.err {
+            None => Ok(()),
+            Some(error) => Err(LedgerError::from_transaction_error(
+                *signature,
+                error,
+                Vec::new(),
+            )),
+        }))
+    }
+
+    /// Whether the bank still accepts transactions signed with `blockhash`, answered by the
+    /// bank's own age check (`MAX_PROCESSING_AGE`) rather than a copy of it: a probe transaction
+    /// with that blockhash and a fee payer that does not exist is refused either with
+    /// `BlockhashNotFound` (age check, done first) or with `AccountNotFound` (fee payer check, done
+    /// after it). Refused before execution, the probe charges nothing and changes nothing.
+    fn is_blockhash_valid(&self, blockhash: &Hash) -> Result<bool, LedgerError> {
+        self.check_usable()?;
+        let payer = Keypair::new();
+        let message = Message::new_with_blockhash(&[], Some(&payer.pubkey()), blockhash);
+        let mut probe = Transaction::new_unsigned(message);
+        probe
+            .try_sign(&[&payer], *blockhash)
+            .map_err(|e| LedgerError::Signing(e.to_string()))?;
+        let outcome = self
+            .runtime
+            .block_on(
+                self.context
+                    .banks_client
+                    .process_transaction_with_metadata(probe),
+            )
+            .map_err(|e| {
+                LedgerError::Backend(format!("cannot check blockhash {blockhash}: {e}"))
+            })?;
+        match outcome.result {
+            Err(TransactionError::BlockhashNotFound) => Ok(false),
+            Err(TransactionError::AccountNotFound) => Ok(true),
+            other => Err(LedgerError::Backend(format!(
+                "unexpected answer {other:?} to the check of blockhash {blockhash}"
+            ))),
         }
     }
 
@@ -438,6 +520,10 @@ impl Ledger for EmbeddedLedger {
 
     fn latest_blockhash(&self) -> Result<Hash, LedgerError> {
         self.lock()?.latest_blockhash()
+    }
+
+    fn is_blockhash_valid(&self, blockhash: &Hash) -> Result<bool, LedgerError> {
+        self.lock()?.is_blockhash_valid(blockhash)
     }
 
     fn clock(&self) -> Result<Clock, LedgerError> {

@@ -16,6 +16,7 @@
 //! | [`money`] | withholding ρ, vendor payouts, a block's balanced money flows |
 //! | [`payout`] | paying vendors on-chain: the [`payout::PayoutSender`] port, batches, their digest |
 //! | [`wire`] | the auditor service's HTTP wire types, shared by the service and its clients |
+//! | [`request`] | signed HTTP requests: how a vendor authenticates to the auditor service |
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod batch;
@@ -25,6 +26,7 @@ pub mod decision;
 pub mod money;
 pub mod payout;
 pub mod reject;
+pub mod request;
 pub mod response;
 pub mod risk;
 pub mod token;

@@ -63,6 +63,7 @@ pub type Commitment = [u8; COMMITMENT_LEN];
     Serialize,
     Deserialize,
 )]
+#[serde(deny_unknown_fields)]
 pub struct Token {
     /// The issuing bank's key.
     #[serde(with = "b58::pubkey")]

@@ -2,7 +2,9 @@
 //! sends and what its clients (`VendorClient`, the `mupib` commands) read. One definition, used
 //! on both sides.
 //!
-//! Every failed request answers [`ErrorBody`]: `{ "error": { "code", "message" } }`.
+//! Every failed request answers [`ErrorBody`]: `{ "error": { "code", "message" } }`. Request
+//! bodies ([`RevokeRequest`], and `PaymentTransaction` in `crate::transaction`) refuse unknown
+//! fields.
 
 use serde::{Deserialize, Serialize};
 
@@ -205,4 +207,25 @@ pub struct StatusView {
     pub unpayable_vendors: Vec<(String, u64, String)>,
     /// Misbehaviour records.
     pub misbehaviour: usize,
+}
+
+/// `POST /v1/registry/revoke` (operator only): revoke a key at once, for every new request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// The key to revoke (base58).
+    #[serde(with = "b58::pubkey")]
+    pub key: Pubkey,
+}
+
+/// The answer to a [`RevokeRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeAnswer {
+    /// The revoked key.
+    #[serde(with = "b58::pubkey")]
+    pub key: Pubkey,
+    /// `false` if the key was already revoked.
+    pub newly_revoked: bool,
+    /// Whether the revocation is kept across restarts (the service has a data directory).
+    pub durable: bool,
 }

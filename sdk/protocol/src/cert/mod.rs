@@ -75,6 +75,7 @@ pub enum Role {
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
 )]
+#[serde(deny_unknown_fields)]
 pub struct Certificate {
     /// The certified key.
     #[serde(with = "b58::pubkey")]

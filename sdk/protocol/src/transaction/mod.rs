@@ -79,8 +79,11 @@ pub const PAYMENT_VALIDITY_SECS: i64 = 600;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
 pub struct TransactionId(pub [u8; 32]);
 
-/// A payment transaction signed by the user and countersigned by the vendor (eq. 2).
+/// A payment transaction signed by the user and countersigned by the vendor (eq. 2). Its JSON
+/// form refuses unknown fields (so do [`Certificate`] and [`Token`]): what nobody signed is an
+/// error, never silently dropped.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PaymentTransaction {
     /// The paying user's certificate (role [`Role::User`]).
     pub user_cert: Certificate,
@@ -102,6 +105,7 @@ pub struct PaymentTransaction {
 
 /// A transaction signed by the user, not yet by the vendor (message 2 of the protocol).
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UserSignedPayment {
     /// The paying user's certificate.
     pub user_cert: Certificate,

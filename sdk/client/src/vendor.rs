@@ -14,6 +14,13 @@
 //! (connection reset, timeout), the client first asks the service whether it already holds the
 //! transaction ([`VendorClient::status`]) and only resubmits if it does not.
 //!
+//! Every request is signed with the vendor's key ([`mupib_protocol::request`]: key, timestamp,
+//! fresh nonce, signature over method, path, timestamp, nonce and body hash); the service admits
+//! it only from a registered, unrevoked vendor, and lets a vendor submit and read only its own
+//! transactions and account (and any user's standing). The timestamp comes from the client's
+//! clock ([`VendorClient::with_clock`] to pin it), which must be within the service's window
+//! (60 s by default) of the auditor's.
+//!
 //! The wire types ([`SubmitAnswer`], [`ErrorBody`], [`UserView`], …) are shared with the service.
 
 use std::time::{Duration, Instant};
@@ -22,6 +29,7 @@ use ed25519_dalek::SigningKey;
 use serde::Deserialize;
 
 use mupib_protocol::cert::{pubkey_of, Certificate, Registry};
+use mupib_protocol::request::RequestSignature;
 use mupib_protocol::response::{ResponseError, Verdict};
 use mupib_protocol::transaction::{
     verify_transaction, PaymentTransaction, TransactionError, TransactionId, UserSignedPayment,
@@ -30,8 +38,22 @@ use mupib_protocol::transaction::{
 use mupib_protocol::wire::ErrorBody;
 use mupib_protocol::wire::SubmitAnswer;
 use mupib_protocol::wire::UserView;
+use mupib_protocol::wire::VendorView;
 use mupib_protocol::wire::MAX_LONG_POLL_SECS;
 use mupib_protocol::Pubkey;
+
+/// The clock a client signs requests with (Unix seconds).
+pub type Clock = std::sync::Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    std::sync::Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    })
+}
 
 /// Errors of the vendor client. Each says what went wrong and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +75,8 @@ pub enum VendorError {
         code: String,
         /// The service's message.
         message: String,
+        /// For 429 and 503: when the service says to retry (its `Retry-After`).
+        retry_after: Option<Duration>,
     },
     /// The service answered something that is not the expected JSON.
     #[error("auditor service sent an unreadable answer (HTTP {status}): {detail}")]
@@ -100,13 +124,24 @@ pub enum VendorError {
 }
 
 /// A vendor's client: its identity, the auditor it trusts, and the service URL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VendorClient {
     base_url: String,
     http: reqwest::blocking::Client,
     vendor_key: SigningKey,
     vendor_cert: Certificate,
     auditor: Pubkey,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for VendorClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VendorClient")
+            .field("base_url", &self.base_url)
+            .field("vendor", &self.vendor_cert.subject)
+            .field("auditor", &self.auditor)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VendorClient {
@@ -150,7 +185,65 @@ impl VendorClient {
             vendor_key,
             vendor_cert,
             auditor,
+            clock: system_clock(),
         })
+    }
+
+    /// Signs requests with timestamps from `clock` instead of the system clock (a service whose
+    /// clock is pinned, in tests).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// A request to `path` (e.g. `/v1/users/…?x=1`) signed with the vendor's key.
+    fn signed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<reqwest::blocking::RequestBuilder, VendorError> {
+        let url_text = format!("{}{path}", self.base_url);
+        let url = reqwest::Url::parse(&url_text).map_err(|e| VendorError::BadUrl {
+            url: url_text.clone(),
+            detail: e.to_string(),
+        })?;
+        // Exactly what goes on the request line.
+        let path_and_query = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let signature = RequestSignature::sign(
+            &self.vendor_key,
+            method.as_str(),
+            &path_and_query,
+            body.unwrap_or_default(),
+            (self.clock)(),
+        );
+        let mut request = self.http.request(method, url);
+        for (name, value) in signature.headers() {
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec());
+        }
+        Ok(request)
+    }
+
+    /// Sends a signed request.
+    fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<reqwest::blocking::Response, VendorError> {
+        let url = format!("{}{path}", self.base_url);
+        self.signed(method, path, body)?
+            .send()
+            .map_err(|source| VendorError::Unreachable { url, source })
     }
 
     /// This vendor's key.
@@ -247,14 +340,7 @@ impl VendorClient {
         body: &[u8],
         id: &TransactionId,
     ) -> Result<SubmitAnswer, VendorError> {
-        let url = format!("{}/v1/transactions", self.base_url);
-        let response = self
-            .http
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_vec())
-            .send()
-            .map_err(|source| VendorError::Unreachable { url, source })?;
+        let response = self.send(reqwest::Method::POST, "/v1/transactions", Some(body))?;
         let answer: SubmitAnswer = read_json(response)?;
         self.check(&answer, id)?;
         Ok(answer)
@@ -265,12 +351,11 @@ impl VendorClient {
     /// # Errors
     /// As [`Self::submit`].
     pub fn status(&self, id: &TransactionId) -> Result<Option<SubmitAnswer>, VendorError> {
-        let url = format!("{}/v1/transactions/{id}/answer", self.base_url);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .map_err(|source| VendorError::Unreachable { url, source })?;
+        let response = self.send(
+            reqwest::Method::GET,
+            &format!("/v1/transactions/{id}/answer"),
+            None,
+        )?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -293,12 +378,11 @@ impl VendorClient {
         loop {
             let left = timeout.saturating_sub(started.elapsed());
             let wait = left.as_secs().clamp(1, MAX_LONG_POLL_SECS);
-            let url = format!("{}/v1/transactions/{id}/final?wait={wait}", self.base_url);
-            let response = self
-                .http
-                .get(&url)
-                .send()
-                .map_err(|source| VendorError::Unreachable { url, source })?;
+            let response = self.send(
+                reqwest::Method::GET,
+                &format!("/v1/transactions/{id}/final?wait={wait}"),
+                None,
+            )?;
             let answer: SubmitAnswer = read_json(response)?;
             self.check(&answer, id)?;
             if answer.is_final {
@@ -318,13 +402,55 @@ impl VendorClient {
     /// # Errors
     /// [`VendorError::Refused`] with code `unknown_user` if the auditor never saw the user.
     pub fn user(&self, user: &Pubkey) -> Result<UserView, VendorError> {
-        let url = format!("{}/v1/users/{user}", self.base_url);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .map_err(|source| VendorError::Unreachable { url, source })?;
+        let response = self.send(reqwest::Method::GET, &format!("/v1/users/{user}"), None)?;
         read_json(response)
+    }
+
+    /// This vendor's payout account at the auditor: accrued, settled, still to pay.
+    ///
+    /// # Errors
+    /// As [`Self::submit`].
+    pub fn account(&self) -> Result<VendorView, VendorError> {
+        let response = self.send(
+            reqwest::Method::GET,
+            &format!("/v1/vendors/{}", self.vendor()),
+            None,
+        )?;
+        read_json(response)
+    }
+
+    /// Sends a signed request for `path` with an optional JSON body and returns the raw answer
+    /// (status, body): for routes this client has no method for, and for tests of the service.
+    ///
+    /// # Errors
+    /// [`VendorError::Unreachable`], [`VendorError::BadUrl`].
+    pub fn request_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<(u16, Vec<u8>), VendorError> {
+        let response = self.send(method, path, body)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().map_err(|e| VendorError::Unreadable {
+            status,
+            detail: e.to_string(),
+        })?;
+        Ok((status, bytes.to_vec()))
+    }
+
+    /// A request to `path` signed now, not sent: for tests of the service's checks (replays,
+    /// stale timestamps).
+    ///
+    /// # Errors
+    /// [`VendorError::BadUrl`].
+    pub fn signed_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<reqwest::blocking::RequestBuilder, VendorError> {
+        self.signed(method, path, body)
     }
 
     /// Verifies an answer: signed by the configured auditor, for transaction `id`, and its
@@ -350,6 +476,12 @@ fn read_json<T: for<'de> Deserialize<'de>>(
     response: reqwest::blocking::Response,
 ) -> Result<T, VendorError> {
     let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
     let bytes = response.bytes().map_err(|e| VendorError::Unreadable {
         status: status.as_u16(),
         detail: e.to_string(),
@@ -360,6 +492,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(
                 status: status.as_u16(),
                 code: body.error.code,
                 message: body.error.message,
+                retry_after,
             },
             Err(_) => VendorError::Unreadable {
                 status: status.as_u16(),

@@ -125,10 +125,11 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// Admin initialised, bank registered and funded with `funds`.
-fn deployed(env: &Env, funds: u64) -> (Key, Key) {
+/// Admin initialised, bank registered and funded with `funds`, auditor registered.
+fn deployed(env: &Env, funds: u64) -> (Key, Key, Key) {
     let admin = env.key("admin", 1);
     let bank = env.key("bank", 2);
+    let auditor = env.key("auditor", 6);
     env.ok(&["admin", "init", "--keypair", p(&admin.path)]);
     env.ok(&[
         "admin",
@@ -139,7 +140,14 @@ fn deployed(env: &Env, funds: u64) -> (Key, Key) {
         "--keypair",
         p(&admin.path),
     ]);
-    (admin, bank)
+    env.ok(&[
+        "admin",
+        "register-auditor",
+        &auditor.pubkey.to_string(),
+        "--keypair",
+        p(&admin.path),
+    ]);
+    (admin, bank, auditor)
 }
 
 #[test]
@@ -149,6 +157,7 @@ fn admin_bank_user_vendor_flow_on_the_embedded_ledger() {
     let bank = env.key("bank", 2);
     let user = env.key("user", 3);
     let vendor = env.key("vendor", 4);
+    let auditor = env.key("auditor", 6);
 
     let init = env.json(&["admin", "init", "--keypair", p(&admin.path)]);
     assert_eq!(init["admin"], admin.pubkey.to_string());
@@ -166,6 +175,13 @@ fn admin_bank_user_vendor_flow_on_the_embedded_ledger() {
     ]);
     assert_eq!(registered["key"], bank.pubkey.to_string());
     assert_eq!(registered["funded"], 1_000_000);
+    env.ok(&[
+        "admin",
+        "register-auditor",
+        &auditor.pubkey.to_string(),
+        "--keypair",
+        p(&admin.path),
+    ]);
     for (key, role, name) in [
         (&bank, "bank", "First Bank"),
         (&user, "user", "Alice"),
@@ -190,6 +206,8 @@ fn admin_bank_user_vendor_flow_on_the_embedded_ledger() {
     let minted = env.json(&[
         "bank",
         "mint",
+        "--auditor",
+        &auditor.pubkey.to_string(),
         "--count",
         "1000",
         "--value",
@@ -215,6 +233,7 @@ fn admin_bank_user_vendor_flow_on_the_embedded_ledger() {
     let state = env.bank_state(&bank.pubkey);
     assert_eq!(state.unissued.len(), 1000);
     assert!(state.pending_mint.is_none());
+    assert!(state.batches.iter().all(|b| b.auditor == auditor.pubkey));
     {
         let ledger = env.ledger();
         let config = fetch_config(&ledger).unwrap().unwrap();
@@ -222,9 +241,12 @@ fn admin_bank_user_vendor_flow_on_the_embedded_ledger() {
         let mut total_escrow = 0u64;
         let mut tokens_seen = 0usize;
         for record in &state.batches {
-            let chain = fetch_batch(&ledger, &pda::batch(&bank.pubkey, record.batch_id).0)
-                .unwrap()
-                .unwrap();
+            let chain = fetch_batch(
+                &ledger,
+                &pda::batch(&bank.pubkey, &auditor.pubkey, record.batch_id).0,
+            )
+            .unwrap()
+            .unwrap();
             assert!(chain.is_sealed());
             assert_eq!(chain.header.published, record.token_count);
             assert_eq!(chain.header.value, 100);
@@ -454,7 +476,15 @@ fn mint_by_unregistered_bank_is_refused_without_state_change() {
     let env = Env::new();
     let admin = env.key("admin", 1);
     let bank = env.key("bank", 2);
+    let auditor = env.key("auditor", 6);
     env.ok(&["admin", "init", "--keypair", p(&admin.path)]);
+    env.ok(&[
+        "admin",
+        "register-auditor",
+        &auditor.pubkey.to_string(),
+        "--keypair",
+        p(&admin.path),
+    ]);
     env.ok(&[
         "admin",
         "fund",
@@ -467,6 +497,8 @@ fn mint_by_unregistered_bank_is_refused_without_state_change() {
     let error = env.fails(&[
         "bank",
         "mint",
+        "--auditor",
+        &auditor.pubkey.to_string(),
         "--count",
         "10",
         "--value",
@@ -488,7 +520,7 @@ fn mint_by_unregistered_bank_is_refused_without_state_change() {
         .unwrap()
         .is_none());
     assert!(ledger
-        .get_account(&pda::batch(&bank.pubkey, 0).0)
+        .get_account(&pda::batch(&bank.pubkey, &auditor.pubkey, 0).0)
         .unwrap()
         .is_none());
     let mint = fetch_config(&ledger).unwrap().unwrap().mint;
@@ -505,10 +537,12 @@ fn mint_by_unregistered_bank_is_refused_without_state_change() {
 #[test]
 fn mint_of_zero_tokens_or_overflowing_value_is_refused_without_state_change() {
     let env = Env::new();
-    let (_admin, bank) = deployed(&env, 1_000);
+    let (_admin, bank, auditor) = deployed(&env, 1_000);
     let error = env.fails(&[
         "bank",
         "mint",
+        "--auditor",
+        &auditor.pubkey.to_string(),
         "--count",
         "0",
         "--value",
@@ -520,6 +554,8 @@ fn mint_of_zero_tokens_or_overflowing_value_is_refused_without_state_change() {
     let error = env.fails(&[
         "bank",
         "mint",
+        "--auditor",
+        &auditor.pubkey.to_string(),
         "--count",
         "2",
         "--value",
@@ -535,6 +571,8 @@ fn mint_of_zero_tokens_or_overflowing_value_is_refused_without_state_change() {
     let error = env.fails(&[
         "bank",
         "mint",
+        "--auditor",
+        &auditor.pubkey.to_string(),
         "--count",
         "11",
         "--value",
@@ -548,7 +586,7 @@ fn mint_of_zero_tokens_or_overflowing_value_is_refused_without_state_change() {
     );
     let ledger = env.ledger();
     assert!(ledger
-        .get_account(&pda::batch(&bank.pubkey, 0).0)
+        .get_account(&pda::batch(&bank.pubkey, &auditor.pubkey, 0).0)
         .unwrap()
         .is_none());
     let registration = fetch_bank_registration(&ledger, &bank.pubkey)
@@ -573,6 +611,8 @@ fn unknown_command_argument_is_refused_with_usage() {
     let out = env.run(&[
         "bank",
         "mint",
+        "--auditor",
+        &auditor.pubkey.to_string(),
         "--count",
         "1",
         "--value",
@@ -595,7 +635,7 @@ fn unknown_command_argument_is_refused_with_usage() {
 #[test]
 fn admin_commands_refuse_a_non_admin_and_double_init() {
     let env = Env::new();
-    let (admin, bank) = deployed(&env, 0);
+    let (admin, bank, auditor) = deployed(&env, 0);
     let error = env.fails(&["admin", "init", "--keypair", p(&admin.path)]);
     assert!(error.contains("already initialised"), "{error}");
     let error = env.fails(&[
@@ -616,6 +656,8 @@ fn admin_commands_refuse_a_non_admin_and_double_init() {
     let error = env.fails(&[
         "bank",
         "mint",
+        "--auditor",
+        &auditor.pubkey.to_string(),
         "--count",
         "1",
         "--value",
@@ -624,8 +666,101 @@ fn admin_commands_refuse_a_non_admin_and_double_init() {
         p(&bank.path),
     ]);
     assert!(error.contains("paused"), "{error}");
-    env.ok(&["admin", "resume", "--keypair", p(&admin.path)]);
-    assert_eq!(env.json(&["admin", "status"])["paused"], false);
+    assert_eq!(status["resumed_at"], 0);
+    let resumed = env.json(&["admin", "resume", "--keypair", p(&admin.path)]);
+    assert_eq!(resumed["paused"], false);
+    let status = env.json(&["admin", "status"]);
+    assert_eq!(status["paused"], false);
+    assert!(status["resumed_at"].as_i64().unwrap() > 0);
+    assert_eq!(status["resumed_at"], resumed["resumed_at"]);
+}
+
+#[test]
+fn bank_mint_requires_the_auditor_its_batches_are_bound_to() {
+    let env = Env::new();
+    let (_admin, bank, auditor) = deployed(&env, 1_000);
+    let out = env.run(&[
+        "bank",
+        "mint",
+        "--count",
+        "1",
+        "--value",
+        "1",
+        "--keypair",
+        p(&bank.path),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let error = String::from_utf8(out.stderr).unwrap();
+    assert!(error.contains("--auditor"), "{error}");
+    let help = env.ok(&["bank", "mint", "--help"]);
+    assert!(
+        help.contains("--auditor") && help.contains("Only this auditor can redeem"),
+        "{help}"
+    );
+    // An auditor the admin never registered: refused before any transaction.
+    let stranger = env.key("stranger", 7);
+    let error = env.fails(&[
+        "bank",
+        "mint",
+        "--auditor",
+        &stranger.pubkey.to_string(),
+        "--count",
+        "1",
+        "--value",
+        "1",
+        "--keypair",
+        p(&bank.path),
+    ]);
+    assert!(
+        error.contains("not registered") && error.contains("register-auditor"),
+        "{error}"
+    );
+    let ledger = env.ledger();
+    for bound in [&stranger, &auditor] {
+        assert!(ledger
+            .get_account(&pda::batch(&bank.pubkey, &bound.pubkey, 0).0)
+            .unwrap()
+            .is_none());
+    }
+    assert_eq!(
+        fetch_bank_registration(&ledger, &bank.pubkey)
+            .unwrap()
+            .unwrap()
+            .batches_created,
+        0
+    );
+}
+
+#[test]
+fn bank_close_batch_before_the_grace_is_over_is_refused_with_the_time_it_becomes_closable() {
+    let env = Env::new();
+    let (_admin, bank, auditor) = deployed(&env, 1_000);
+    env.ok(&[
+        "bank",
+        "mint",
+        "--auditor",
+        &auditor.pubkey.to_string(),
+        "--count",
+        "4",
+        "--value",
+        "5",
+        "--expires-in",
+        "1",
+        "--keypair",
+        p(&bank.path),
+    ]);
+    let error = env.fails(&["bank", "close-batch", "0", "--keypair", p(&bank.path)]);
+    assert!(
+        error.contains("cannot be closed yet") && error.contains("closable after"),
+        "{error}"
+    );
+    let ledger = env.ledger();
+    let state = env.bank_state(&bank.pubkey);
+    assert!(!state.batches[0].closed);
+    assert_eq!(
+        token_balance(&ledger, &state.batches[0].escrow).unwrap(),
+        20
+    );
 }
 
 /// Kills the localnet child when the test ends, pass or fail.
@@ -662,6 +797,7 @@ fn bank_mint_through_the_json_rpc_backend_against_mupib_localnet() {
 
     let admin = env.key("admin", 1);
     let bank = env.key("bank", 2);
+    let auditor = env.key("auditor", 6);
     let init = env.json(&["admin", "init", "--url", &url, "--keypair", p(&admin.path)]);
     assert_eq!(init["admin"], admin.pubkey.to_string());
     env.ok(&[
@@ -675,10 +811,21 @@ fn bank_mint_through_the_json_rpc_backend_against_mupib_localnet() {
         "--keypair",
         p(&admin.path),
     ]);
+    env.ok(&[
+        "admin",
+        "register-auditor",
+        &auditor.pubkey.to_string(),
+        "--url",
+        &url,
+        "--keypair",
+        p(&admin.path),
+    ]);
     let count = MAX_BATCH_TOKENS + 1;
     let minted = env.json(&[
         "bank",
         "mint",
+        "--auditor",
+        &auditor.pubkey.to_string(),
         "--count",
         &count.to_string(),
         "--value",
@@ -828,6 +975,8 @@ fn vendor_submits_a_user_payment_to_the_auditor_service_and_gets_a_signed_delive
     env.ok(&[
         "bank",
         "mint",
+        "--auditor",
+        &auditor.pubkey.to_string(),
         "--count",
         "20",
         "--value",

@@ -42,7 +42,9 @@ async fn setup() -> (Harness, Party, Party, Vec<[u8; 16]>, Pubkey) {
     let bank = h.bank(1_000).await;
     let auditor = h.auditor().await;
     let tokens = digests(1, 4);
-    let batch = h.published_batch(&bank, 1, &tokens, VALUE, true).await;
+    let batch = h
+        .published_batch(&bank, &auditor, 1, &tokens, VALUE, true)
+        .await;
     h.open_block(&auditor, 1, 4).await.result.unwrap();
     (h, bank, auditor, tokens, batch)
 }
@@ -57,7 +59,7 @@ fn chunk(h: &Harness, auditor: &Party, bank: &Party, tokens: &[[u8; 16]]) -> Ins
             start: 0,
             entries: vec![entry(0, 0, tokens[0])],
         },
-        &[batch_ref(bank, 1)],
+        &[batch_ref(bank, auditor, 1)],
     )
 }
 
@@ -75,13 +77,14 @@ fn watched(auditor: &Party, batch: &Pubkey) -> Vec<Pubkey> {
 #[tokio::test]
 async fn missing_signer_bank_publishing_without_its_signature() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let bank = h.bank(1_000).await;
-    let args = h.batch_args(1, 2, VALUE).await;
+    let args = h.batch_args(&auditor.pubkey(), 1, 2, VALUE).await;
     h.create_batch(&bank, args).await.result.unwrap();
-    let batch = pda::batch(&bank.pubkey(), 1).0;
+    let batch = pda::batch(&bank.pubkey(), &auditor.pubkey(), 1).0;
     let before = h.snapshot(&[batch]).await;
 
-    let publish = ix::batch_publish(&bank.pubkey(), 1, 0, vec![[7; 16]]);
+    let publish = ix::batch_publish(&bank.pubkey(), &auditor.pubkey(), 1, 0, vec![[7; 16]]);
     h.send(&[without_signature(publish, &bank.pubkey())], &[])
         .await
         .expect_anchor_error(
@@ -143,13 +146,14 @@ async fn non_admin_cannot_register_a_bank_or_pause() {
 #[tokio::test]
 async fn unregistered_bank_publishing_a_batch() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let stranger = h.party(1_000).await;
-    let args = h.batch_args(1, 2, VALUE).await;
+    let args = h.batch_args(&auditor.pubkey(), 1, 2, VALUE).await;
     h.create_batch(&stranger, args)
         .await
         .expect_anchor_error(AnchorError::AccountNotInitialized, "unregistered bank");
     assert!(h
-        .account(&pda::batch(&stranger.pubkey(), 1).0)
+        .account(&pda::batch(&stranger.pubkey(), &auditor.pubkey(), 1).0)
         .await
         .is_none());
     assert_eq!(h.token_balance(&stranger.token).await, 1_000);
@@ -158,15 +162,22 @@ async fn unregistered_bank_publishing_a_batch() {
 #[tokio::test]
 async fn registered_bank_publishing_into_another_banks_batch() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let owner = h.bank(1_000).await;
     let other = h.bank(1_000).await;
-    let args = h.batch_args(1, 2, VALUE).await;
+    let args = h.batch_args(&auditor.pubkey(), 1, 2, VALUE).await;
     h.create_batch(&owner, args).await.result.unwrap();
-    let victim = pda::batch(&owner.pubkey(), 1).0;
+    let victim = pda::batch(&owner.pubkey(), &auditor.pubkey(), 1).0;
     let before = h.snapshot(&[victim]).await;
 
-    let publish = ix::batch_publish(&other.pubkey(), 1, 0, vec![[7; 16], [8; 16]]);
-    let own = pda::batch(&other.pubkey(), 1).0;
+    let publish = ix::batch_publish(
+        &other.pubkey(),
+        &auditor.pubkey(),
+        1,
+        0,
+        vec![[7; 16], [8; 16]],
+    );
+    let own = pda::batch(&other.pubkey(), &auditor.pubkey(), 1).0;
     h.send(&[substitute(publish, &own, &victim)], &[&other.key])
         .await
         .expect_anchor_error(
@@ -288,11 +299,12 @@ async fn wrong_mint_token_account_for_payment() {
 #[tokio::test]
 async fn forged_pda_batch_at_an_address_not_derived_from_its_seeds() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let bank = h.bank(1_000).await;
     let forged = Pubkey::new_unique();
-    let args = h.batch_args(1, 2, VALUE).await;
+    let args = h.batch_args(&auditor.pubkey(), 1, 2, VALUE).await;
     let create = ix::batch_create(&bank.pubkey(), &h.mint, &bank.token, args);
-    let real = pda::batch(&bank.pubkey(), 1).0;
+    let real = pda::batch(&bank.pubkey(), &auditor.pubkey(), 1).0;
     let instruction = substitute(create, &real, &forged);
     h.send(&[instruction], &[&bank.key])
         .await
@@ -304,9 +316,10 @@ async fn forged_pda_batch_at_an_address_not_derived_from_its_seeds() {
 #[tokio::test]
 async fn forged_pda_bank_signing_with_another_banks_registration() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let registered = h.bank(1_000).await;
     let stranger = h.party(1_000).await;
-    let args = h.batch_args(1, 2, VALUE).await;
+    let args = h.batch_args(&auditor.pubkey(), 1, 2, VALUE).await;
     let create = ix::batch_create(&stranger.pubkey(), &h.mint, &stranger.token, args);
     let instruction = substitute(
         create,
@@ -317,7 +330,7 @@ async fn forged_pda_bank_signing_with_another_banks_registration() {
         .await
         .expect_anchor_error(AnchorError::ConstraintSeeds, "borrowed registration");
     assert!(h
-        .account(&pda::batch(&stranger.pubkey(), 1).0)
+        .account(&pda::batch(&stranger.pubkey(), &auditor.pubkey(), 1).0)
         .await
         .is_none());
 }
@@ -342,6 +355,7 @@ async fn forged_pda_escrow_that_is_not_the_batch_escrow() {
 #[tokio::test]
 async fn account_type_confusion_auditor_registration_passed_as_bank_registration() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let admin = h.admin.insecure_clone();
     let party = h.party(1_000).await;
     h.send_ok(
@@ -349,7 +363,7 @@ async fn account_type_confusion_auditor_registration_passed_as_bank_registration
         &[&admin],
     )
     .await;
-    let args = h.batch_args(1, 2, VALUE).await;
+    let args = h.batch_args(&auditor.pubkey(), 1, 2, VALUE).await;
     let create = ix::batch_create(&party.pubkey(), &h.mint, &party.token, args);
     let instruction = substitute(
         create,
@@ -362,7 +376,10 @@ async fn account_type_confusion_auditor_registration_passed_as_bank_registration
             AnchorError::AccountDiscriminatorMismatch,
             "auditor registration as bank registration",
         );
-    assert!(h.account(&pda::batch(&party.pubkey(), 1).0).await.is_none());
+    assert!(h
+        .account(&pda::batch(&party.pubkey(), &auditor.pubkey(), 1).0)
+        .await
+        .is_none());
 }
 
 #[tokio::test]
@@ -380,12 +397,15 @@ async fn account_type_confusion_block_passed_as_batch_is_unpublished_and_pays_no
 #[tokio::test]
 async fn same_account_twice_as_mutable_escrow_as_bank_token_on_close() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let bank = h.bank(1_000).await;
     let tokens = digests(1, 2);
-    let batch = h.published_batch(&bank, 1, &tokens, VALUE, false).await;
+    let batch = h
+        .published_batch(&bank, &auditor, 1, &tokens, VALUE, false)
+        .await;
     let escrow = pda::escrow(&batch).0;
     let before = h.snapshot(&[batch, escrow, bank.token]).await;
-    let close = ix::batch_close(&bank.pubkey(), 1, &h.mint, &escrow);
+    let close = ix::batch_close(&bank.pubkey(), &auditor.pubkey(), 1, &h.mint, &escrow);
     h.send(&[close], &[&bank.key]).await.expect_anchor_error(
         AnchorError::ConstraintDuplicateMutableAccount,
         "escrow passed as the bank's token account",
@@ -407,7 +427,7 @@ async fn same_account_twice_as_mutable_one_batch_in_two_pairs() {
             start: 0,
             entries: vec![entry(0, 0, tokens[0]), entry(1, 1, tokens[1])],
         },
-        &[batch_ref(&bank, 1), batch_ref(&bank, 1)],
+        &[batch_ref(&bank, &auditor, 1), batch_ref(&bank, &auditor, 1)],
     );
     h.send(&[feed], &[&auditor.key])
         .await
@@ -459,7 +479,7 @@ async fn reinitialising_existing_config_registration_batch_and_block() {
         )
         .await,
     ));
-    let args = h.batch_args(1, 4, VALUE).await;
+    let args = h.batch_args(&auditor.pubkey(), 1, 4, VALUE).await;
     outcomes.push(("batch", h.create_batch(&bank, args).await));
     outcomes.push(("block", h.open_block(&auditor, 1, 4).await));
     // Anchor's `init` of an address that already holds lamports asks the system program to
@@ -492,7 +512,7 @@ async fn reinitialising_existing_config_registration_batch_and_block() {
 async fn closing_and_reusing_a_closed_block_in_the_same_transaction() {
     let (mut h, bank, auditor, tokens, batch) = setup().await;
     let entries = (0..4).map(|s| entry(0, s, tokens[s as usize])).collect();
-    h.verify_chunk(&auditor, 1, 0, entries, &[batch_ref(&bank, 1)])
+    h.verify_chunk(&auditor, 1, 0, entries, &[batch_ref(&bank, &auditor, 1)])
         .await
         .result
         .unwrap();
@@ -528,10 +548,12 @@ async fn closing_and_reusing_a_closed_batch() {
     let bank = h.bank(1_000).await;
     let auditor = h.auditor().await;
     let tokens = digests(1, 2);
-    let batch = h.published_batch(&bank, 1, &tokens, VALUE, false).await;
+    let batch = h
+        .published_batch(&bank, &auditor, 1, &tokens, VALUE, false)
+        .await;
     let before = h.snapshot(&[batch]).await;
-    let close = ix::batch_close(&bank.pubkey(), 1, &h.mint, &bank.token);
-    let publish = ix::batch_publish(&bank.pubkey(), 1, 2, vec![[1; 16]]);
+    let close = ix::batch_close(&bank.pubkey(), &auditor.pubkey(), 1, &h.mint, &bank.token);
+    let publish = ix::batch_publish(&bank.pubkey(), &auditor.pubkey(), 1, 2, vec![[1; 16]]);
 
     // Same transaction: close, then write into the closed account.
     h.send(&[close.clone(), publish], &[&bank.key])
@@ -543,7 +565,7 @@ async fn closing_and_reusing_a_closed_batch() {
     assert_eq!(h.snapshot(&[batch]).await, before);
 
     // Same transaction: close, then re-create the same batch id.
-    let args = h.batch_args(1, 2, VALUE).await;
+    let args = h.batch_args(&auditor.pubkey(), 1, 2, VALUE).await;
     let recreate = ix::batch_create(&bank.pubkey(), &h.mint, &bank.token, args.clone());
     h.send(&[close.clone(), recreate.clone()], &[&bank.key])
         .await
@@ -565,7 +587,7 @@ async fn closing_and_reusing_a_closed_batch() {
         1,
         0,
         vec![entry(0, 0, tokens[0])],
-        &[batch_ref(&bank, 1)],
+        &[batch_ref(&bank, &auditor, 1)],
     )
     .await
     .result
@@ -579,13 +601,17 @@ async fn closing_and_reusing_a_closed_batch() {
 #[tokio::test]
 async fn arithmetic_overflow_in_escrow_amount() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let bank = h.bank(1_000).await;
-    let mut args = h.batch_args(1, 2, u64::MAX).await;
+    let mut args = h.batch_args(&auditor.pubkey(), 1, 2, u64::MAX).await;
     h.create_batch(&bank, args.clone()).await.expect_error(
         MupibError::ArithmeticOverflow,
         "token_count × value overflows u64",
     );
-    assert!(h.account(&pda::batch(&bank.pubkey(), 1).0).await.is_none());
+    assert!(h
+        .account(&pda::batch(&bank.pubkey(), &auditor.pubkey(), 1).0)
+        .await
+        .is_none());
     args.value = u64::MAX / 2 + 1;
     h.create_batch(&bank, args)
         .await
@@ -596,8 +622,9 @@ async fn arithmetic_overflow_in_escrow_amount() {
 #[tokio::test]
 async fn arithmetic_overflow_in_batch_id_counter() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let bank = h.bank(1_000).await;
-    let args = h.batch_args(u64::MAX, 1, VALUE).await;
+    let args = h.batch_args(&auditor.pubkey(), u64::MAX, 1, VALUE).await;
     h.create_batch(&bank, args).await.expect_error(
         MupibError::ArithmeticOverflow,
         "next_batch_id past u64::MAX",
@@ -619,7 +646,7 @@ async fn arithmetic_overflow_in_chunk_positions() {
             start: u32::MAX,
             entries: vec![entry(0, 0, tokens[0]), entry(0, 1, tokens[1])],
         },
-        &[batch_ref(&bank, 1)],
+        &[batch_ref(&bank, &auditor, 1)],
     );
     h.send(&[feed], &[&auditor.key]).await.expect_error(
         MupibError::ArithmeticOverflow,
@@ -631,13 +658,20 @@ async fn arithmetic_overflow_in_chunk_positions() {
 #[tokio::test]
 async fn publishing_past_the_batch_range() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let bank = h.bank(1_000).await;
-    let args = h.batch_args(1, 3, VALUE).await;
+    let args = h.batch_args(&auditor.pubkey(), 1, 3, VALUE).await;
     h.create_batch(&bank, args).await.result.unwrap();
-    let batch = pda::batch(&bank.pubkey(), 1).0;
+    let batch = pda::batch(&bank.pubkey(), &auditor.pubkey(), 1).0;
     let before = h.snapshot(&[batch]).await;
     h.send(
-        &[ix::batch_publish(&bank.pubkey(), 1, 0, vec![[1; 16]; 4])],
+        &[ix::batch_publish(
+            &bank.pubkey(),
+            &auditor.pubkey(),
+            1,
+            0,
+            vec![[1; 16]; 4],
+        )],
         &[&bank.key],
     )
     .await
@@ -648,13 +682,25 @@ async fn publishing_past_the_batch_range() {
     assert_eq!(h.snapshot(&[batch]).await, before);
 
     h.send_ok(
-        &[ix::batch_publish(&bank.pubkey(), 1, 0, vec![[1; 16]; 3])],
+        &[ix::batch_publish(
+            &bank.pubkey(),
+            &auditor.pubkey(),
+            1,
+            0,
+            vec![[1; 16]; 3],
+        )],
         &[&bank.key],
     )
     .await;
     let before = h.snapshot(&[batch]).await;
     h.send(
-        &[ix::batch_publish(&bank.pubkey(), 1, 3, vec![[2; 16]])],
+        &[ix::batch_publish(
+            &bank.pubkey(),
+            &auditor.pubkey(),
+            1,
+            3,
+            vec![[2; 16]],
+        )],
         &[&bank.key],
     )
     .await
@@ -671,7 +717,7 @@ async fn verifying_past_the_block_range() {
     let keys = watched(&auditor, &batch);
     let before = h.snapshot(&keys).await;
     let entries = (0..2).map(|s| entry(0, s, tokens[s as usize])).collect();
-    h.verify_chunk(&auditor, 1, 3, entries, &[batch_ref(&bank, 1)])
+    h.verify_chunk(&auditor, 1, 3, entries, &[batch_ref(&bank, &auditor, 1)])
         .await
         .expect_error(MupibError::ChunkPastRange, "positions 3..5 of a block of 4");
     assert_eq!(h.snapshot(&keys).await, before);
@@ -687,7 +733,7 @@ async fn entry_pointing_past_the_given_batches() {
         1,
         0,
         vec![entry(1, 0, tokens[0])],
-        &[batch_ref(&bank, 1)],
+        &[batch_ref(&bank, &auditor, 1)],
     )
     .await
     .expect_error(

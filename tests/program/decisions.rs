@@ -16,7 +16,9 @@ async fn valid_token_sets_its_spent_flag_and_pays_its_value() {
     let bank = h.bank(1_000).await;
     let auditor = h.auditor().await;
     let tokens = digests(1, 8);
-    let batch = h.published_batch(&bank, 1, &tokens, VALUE, true).await;
+    let batch = h
+        .published_batch(&bank, &auditor, 1, &tokens, VALUE, true)
+        .await;
     h.open_block(&auditor, 1, 1).await.result.unwrap();
 
     h.verify_chunk(
@@ -24,7 +26,7 @@ async fn valid_token_sets_its_spent_flag_and_pays_its_value() {
         1,
         0,
         vec![entry(0, 5, tokens[5])],
-        &[batch_ref(&bank, 1)],
+        &[batch_ref(&bank, &auditor, 1)],
     )
     .await
     .result
@@ -48,7 +50,9 @@ async fn altered_token_whose_digest_differs_from_the_commitment() {
     let bank = h.bank(1_000).await;
     let auditor = h.auditor().await;
     let tokens = digests(1, 4);
-    let batch = h.published_batch(&bank, 1, &tokens, VALUE, true).await;
+    let batch = h
+        .published_batch(&bank, &auditor, 1, &tokens, VALUE, true)
+        .await;
     h.open_block(&auditor, 1, 2).await.result.unwrap();
 
     let mut flipped = tokens[2];
@@ -59,7 +63,7 @@ async fn altered_token_whose_digest_differs_from_the_commitment() {
         1,
         0,
         vec![entry(0, 2, flipped), entry(0, 3, tokens[1])],
-        &[batch_ref(&bank, 1)],
+        &[batch_ref(&bank, &auditor, 1)],
     )
     .await
     .result
@@ -82,7 +86,8 @@ async fn duplicate_token_spent_in_an_earlier_block() {
     let bank = h.bank(1_000).await;
     let auditor = h.auditor().await;
     let tokens = digests(1, 2);
-    h.published_batch(&bank, 1, &tokens, VALUE, true).await;
+    h.published_batch(&bank, &auditor, 1, &tokens, VALUE, true)
+        .await;
 
     h.open_block(&auditor, 1, 1).await.result.unwrap();
     h.verify_chunk(
@@ -90,7 +95,7 @@ async fn duplicate_token_spent_in_an_earlier_block() {
         1,
         0,
         vec![entry(0, 0, tokens[0])],
-        &[batch_ref(&bank, 1)],
+        &[batch_ref(&bank, &auditor, 1)],
     )
     .await
     .result
@@ -101,7 +106,7 @@ async fn duplicate_token_spent_in_an_earlier_block() {
         2,
         0,
         vec![entry(0, 0, tokens[0])],
-        &[batch_ref(&bank, 1)],
+        &[batch_ref(&bank, &auditor, 1)],
     )
     .await
     .result
@@ -124,7 +129,8 @@ async fn duplicate_token_twice_within_one_block() {
     let bank = h.bank(1_000).await;
     let auditor = h.auditor().await;
     let tokens = digests(1, 3);
-    h.published_batch(&bank, 1, &tokens, VALUE, true).await;
+    h.published_batch(&bank, &auditor, 1, &tokens, VALUE, true)
+        .await;
     h.open_block(&auditor, 1, 4).await.result.unwrap();
 
     // Twice in the same chunk, then a third time in a later chunk of the same block.
@@ -137,7 +143,7 @@ async fn duplicate_token_twice_within_one_block() {
             entry(0, 2, tokens[2]),
             entry(0, 1, tokens[1]),
         ],
-        &[batch_ref(&bank, 1)],
+        &[batch_ref(&bank, &auditor, 1)],
     )
     .await
     .result
@@ -147,7 +153,7 @@ async fn duplicate_token_twice_within_one_block() {
         1,
         3,
         vec![entry(0, 1, tokens[1])],
-        &[batch_ref(&bank, 1)],
+        &[batch_ref(&bank, &auditor, 1)],
     )
     .await
     .result
@@ -174,11 +180,14 @@ async fn unpublished_serial_in_no_batch() {
     let bank = h.bank(1_000).await;
     let auditor = h.auditor().await;
     let tokens = digests(1, 3);
-    let batch = h.published_batch(&bank, 1, &tokens, VALUE, true).await;
+    let batch = h
+        .published_batch(&bank, &auditor, 1, &tokens, VALUE, true)
+        .await;
     h.open_block(&auditor, 1, 3).await.result.unwrap();
 
     let missing = BatchRef {
         bank: bank.pubkey(),
+        auditor: auditor.pubkey(),
         batch_id: 77,
     };
     h.verify_chunk(
@@ -192,7 +201,7 @@ async fn unpublished_serial_in_no_batch() {
             // a batch that was never created
             entry(1, 0, tokens[0]),
         ],
-        &[batch_ref(&bank, 1), missing],
+        &[batch_ref(&bank, &auditor, 1), missing],
     )
     .await
     .result
@@ -211,7 +220,9 @@ async fn unpublished_when_the_batch_is_not_sealed() {
     let bank = h.bank(1_000).await;
     let auditor = h.auditor().await;
     let tokens = digests(1, 2);
-    let batch = h.published_batch(&bank, 1, &tokens, VALUE, false).await;
+    let batch = h
+        .published_batch(&bank, &auditor, 1, &tokens, VALUE, false)
+        .await;
     h.open_block(&auditor, 1, 1).await.result.unwrap();
 
     h.verify_chunk(
@@ -219,7 +230,7 @@ async fn unpublished_when_the_batch_is_not_sealed() {
         1,
         0,
         vec![entry(0, 0, tokens[0])],
-        &[batch_ref(&bank, 1)],
+        &[batch_ref(&bank, &auditor, 1)],
     )
     .await
     .result
@@ -239,8 +250,10 @@ async fn one_block_with_every_decision_code_reported_in_the_chunk_event() {
     let auditor = h.auditor().await;
     let first = digests(1, 4);
     let second = digests(2, 4);
-    h.published_batch(&bank, 1, &first, VALUE, true).await;
-    h.published_batch(&bank, 2, &second, 3 * VALUE, true).await;
+    h.published_batch(&bank, &auditor, 1, &first, VALUE, true)
+        .await;
+    h.published_batch(&bank, &auditor, 2, &second, 3 * VALUE, true)
+        .await;
     h.open_block(&auditor, 9, 6).await.result.unwrap();
 
     let mut altered = second[1];
@@ -258,7 +271,7 @@ async fn one_block_with_every_decision_code_reported_in_the_chunk_event() {
                 entry(0, 9, digest(9)), // unpublished
                 entry(1, 3, second[3]), // valid, batch 2
             ],
-            &[batch_ref(&bank, 1), batch_ref(&bank, 2)],
+            &[batch_ref(&bank, &auditor, 1), batch_ref(&bank, &auditor, 2)],
         )
         .await;
     outcome.result.as_ref().unwrap();

@@ -1,7 +1,8 @@
 //! Success path of every instruction, with account state and SPL balances checked after.
 
 use mupib::constants::{
-    BLOCK_STATE_OPEN, BLOCK_STATE_VERIFIED, DECISION_UNDECIDED, DECISION_VALID,
+    BATCH_CLOSE_GRACE_SECS, BLOCK_STATE_OPEN, BLOCK_STATE_VERIFIED, DECISION_UNDECIDED,
+    DECISION_VALID,
 };
 use mupib::error::MupibError;
 use mupib::state::{Batch, Block};
@@ -28,7 +29,8 @@ async fn config_set_paused_blocks_publishing_and_verification_until_resumed() {
     let bank = h.bank(1_000).await;
     let auditor = h.auditor().await;
     let tokens = digests(1, 2);
-    h.published_batch(&bank, 1, &tokens, 10, true).await;
+    h.published_batch(&bank, &auditor, 1, &tokens, 10, true)
+        .await;
     h.open_block(&auditor, 1, 2).await.result.unwrap();
 
     let outcome = h
@@ -40,7 +42,7 @@ async fn config_set_paused_blocks_publishing_and_verification_until_resumed() {
         .iter()
         .any(|e| matches!(e, MupibEvent::PausedSet(p) if p.paused)));
 
-    let args = h.batch_args(2, 1, 10).await;
+    let args = h.batch_args(&auditor.pubkey(), 2, 1, 10).await;
     h.create_batch(&bank, args)
         .await
         .expect_error(MupibError::Paused, "batch_create while paused");
@@ -49,7 +51,7 @@ async fn config_set_paused_blocks_publishing_and_verification_until_resumed() {
         1,
         0,
         vec![entry(0, 0, tokens[0])],
-        &[batch_ref(&bank, 1)],
+        &[batch_ref(&bank, &auditor, 1)],
     )
     .await
     .expect_error(MupibError::Paused, "verify while paused");
@@ -66,7 +68,7 @@ async fn config_set_paused_blocks_publishing_and_verification_until_resumed() {
         1,
         0,
         vec![entry(0, 0, tokens[0])],
-        &[batch_ref(&bank, 1)],
+        &[batch_ref(&bank, &auditor, 1)],
     )
     .await
     .result
@@ -80,6 +82,7 @@ async fn config_set_paused_blocks_publishing_and_verification_until_resumed() {
 #[tokio::test]
 async fn bank_register_and_set_active() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let admin = h.admin.insecure_clone();
     let bank = h.bank(1_000).await;
     let registration = h.bank_registration(&bank.pubkey()).await;
@@ -95,7 +98,7 @@ async fn bank_register_and_set_active() {
     )
     .await;
     assert!(!h.bank_registration(&bank.pubkey()).await.active);
-    let args = h.batch_args(0, 1, 10).await;
+    let args = h.batch_args(&auditor.pubkey(), 0, 1, 10).await;
     h.create_batch(&bank, args.clone())
         .await
         .expect_error(MupibError::BankInactive, "inactive bank creating a batch");
@@ -156,12 +159,13 @@ async fn auditor_register_and_set_active() {
 #[tokio::test]
 async fn batch_create_funds_the_escrow_with_count_times_value() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let bank = h.bank(10_000).await;
-    let args = h.batch_args(5, 100, 7).await;
+    let args = h.batch_args(&auditor.pubkey(), 5, 100, 7).await;
     let outcome = h.create_batch(&bank, args.clone()).await;
     outcome.result.as_ref().unwrap();
 
-    let batch = pda::batch(&bank.pubkey(), 5);
+    let batch = pda::batch(&bank.pubkey(), &auditor.pubkey(), 5);
     let escrow = pda::escrow(&batch.0).0;
     assert_eq!(h.token_balance(&escrow).await, 700);
     assert_eq!(h.token_balance(&bank.token).await, 10_000 - 700);
@@ -215,16 +219,18 @@ use anchor_lang::AccountDeserialize;
 #[tokio::test]
 async fn batch_publish_writes_commitments_in_order_and_seal_makes_them_redeemable() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let bank = h.bank(10_000).await;
     let tokens = digests(1, 50);
-    let args = h.batch_args(1, 50, 3).await;
+    let args = h.batch_args(&auditor.pubkey(), 1, 50, 3).await;
     h.create_batch(&bank, args).await.result.unwrap();
-    let batch = pda::batch(&bank.pubkey(), 1).0;
+    let batch = pda::batch(&bank.pubkey(), &auditor.pubkey(), 1).0;
     let commitments: Vec<[u8; 16]> = tokens.iter().map(mupib::commitment).collect();
 
     h.send_ok(
         &[ix::batch_publish(
             &bank.pubkey(),
+            &auditor.pubkey(),
             1,
             0,
             commitments[..30].to_vec(),
@@ -241,13 +247,17 @@ async fn batch_publish_writes_commitments_in_order_and_seal_makes_them_redeemabl
     assert!(snapshot.commitments[30 * 16..].iter().all(|b| *b == 0));
 
     // Sealing before every commitment is written fails.
-    h.send(&[ix::batch_seal(&bank.pubkey(), 1)], &[&bank.key])
-        .await
-        .expect_error(MupibError::BatchIncomplete, "seal of a partial batch");
+    h.send(
+        &[ix::batch_seal(&bank.pubkey(), &auditor.pubkey(), 1)],
+        &[&bank.key],
+    )
+    .await
+    .expect_error(MupibError::BatchIncomplete, "seal of a partial batch");
     // Out of order: start must equal `published`.
     h.send(
         &[ix::batch_publish(
             &bank.pubkey(),
+            &auditor.pubkey(),
             1,
             31,
             commitments[31..].to_vec(),
@@ -260,6 +270,7 @@ async fn batch_publish_writes_commitments_in_order_and_seal_makes_them_redeemabl
     h.send_ok(
         &[ix::batch_publish(
             &bank.pubkey(),
+            &auditor.pubkey(),
             1,
             30,
             commitments[30..].to_vec(),
@@ -268,7 +279,10 @@ async fn batch_publish_writes_commitments_in_order_and_seal_makes_them_redeemabl
     )
     .await;
     let outcome = h
-        .send_ok(&[ix::batch_seal(&bank.pubkey(), 1)], &[&bank.key])
+        .send_ok(
+            &[ix::batch_seal(&bank.pubkey(), &auditor.pubkey(), 1)],
+            &[&bank.key],
+        )
         .await;
     let snapshot = h.batch(&batch).await;
     assert_eq!(snapshot.header.published, 50);
@@ -281,7 +295,13 @@ async fn batch_publish_writes_commitments_in_order_and_seal_makes_them_redeemabl
 
     // Sealed: no more writes.
     h.send(
-        &[ix::batch_publish(&bank.pubkey(), 1, 50, vec![[1; 16]])],
+        &[ix::batch_publish(
+            &bank.pubkey(),
+            &auditor.pubkey(),
+            1,
+            50,
+            vec![[1; 16]],
+        )],
         &[&bank.key],
     )
     .await
@@ -289,31 +309,33 @@ async fn batch_publish_writes_commitments_in_order_and_seal_makes_them_redeemabl
 }
 
 #[tokio::test]
-async fn batch_close_after_expiry_returns_unspent_escrow_and_rent_to_the_bank() {
+async fn batch_close_after_expiry_and_grace_returns_unspent_escrow_and_rent_to_the_bank() {
     let mut h = Harness::start().await;
     let bank = h.bank(10_000).await;
     let auditor = h.auditor().await;
     let tokens = digests(9, 10);
-    let batch = h.published_batch(&bank, 9, &tokens, 25, true).await;
+    let batch = h
+        .published_batch(&bank, &auditor, 9, &tokens, 25, true)
+        .await;
     let escrow = pda::escrow(&batch).0;
 
     // Spend 3 of the 10 tokens.
     h.open_block(&auditor, 1, 3).await.result.unwrap();
     let entries = (0..3).map(|s| entry(0, s, tokens[s as usize])).collect();
-    h.verify_chunk(&auditor, 1, 0, entries, &[batch_ref(&bank, 9)])
+    h.verify_chunk(&auditor, 1, 0, entries, &[batch_ref(&bank, &auditor, 9)])
         .await
         .result
         .unwrap();
     assert_eq!(h.token_balance(&escrow).await, 7 * 25);
 
     // Not expired, not fully spent: cannot close.
-    let close = ix::batch_close(&bank.pubkey(), 9, &h.mint, &bank.token);
+    let close = ix::batch_close(&bank.pubkey(), &auditor.pubkey(), 9, &h.mint, &bank.token);
     h.send(std::slice::from_ref(&close), &[&bank.key])
         .await
         .expect_error(MupibError::BatchNotClosable, "close before expiry");
 
     let expires_at = h.batch(&batch).await.header.expires_at;
-    h.set_time(expires_at).await;
+    h.set_time(expires_at + BATCH_CLOSE_GRACE_SECS + 1).await;
     let rent_back = h.lamports(&batch).await + h.lamports(&escrow).await;
     let bank_lamports = h.lamports(&bank.pubkey()).await;
     let bank_tokens = h.token_balance(&bank.token).await;
@@ -343,10 +365,12 @@ async fn batch_close_once_every_token_is_spent_before_expiry() {
     let bank = h.bank(1_000).await;
     let auditor = h.auditor().await;
     let tokens = digests(2, 4);
-    let batch = h.published_batch(&bank, 2, &tokens, 50, true).await;
+    let batch = h
+        .published_batch(&bank, &auditor, 2, &tokens, 50, true)
+        .await;
     h.open_block(&auditor, 7, 4).await.result.unwrap();
     let entries = (0..4).map(|s| entry(0, s, tokens[s as usize])).collect();
-    h.verify_chunk(&auditor, 7, 0, entries, &[batch_ref(&bank, 2)])
+    h.verify_chunk(&auditor, 7, 0, entries, &[batch_ref(&bank, &auditor, 2)])
         .await
         .result
         .unwrap();
@@ -354,7 +378,13 @@ async fn batch_close_once_every_token_is_spent_before_expiry() {
 
     let bank_tokens = h.token_balance(&bank.token).await;
     h.send_ok(
-        &[ix::batch_close(&bank.pubkey(), 2, &h.mint, &bank.token)],
+        &[ix::batch_close(
+            &bank.pubkey(),
+            &auditor.pubkey(),
+            2,
+            &h.mint,
+            &bank.token,
+        )],
         &[&bank.key],
     )
     .await;
@@ -373,7 +403,8 @@ async fn block_open_verify_finalize_close_returns_rent_to_the_auditor() {
     let bank = h.bank(1_000).await;
     let auditor = h.auditor().await;
     let tokens = digests(3, 5);
-    h.published_batch(&bank, 3, &tokens, 11, true).await;
+    h.published_batch(&bank, &auditor, 3, &tokens, 11, true)
+        .await;
 
     let outcome = h.open_block(&auditor, 42, 5).await;
     outcome.result.as_ref().unwrap();
@@ -402,7 +433,7 @@ async fn block_open_verify_finalize_close_returns_rent_to_the_auditor() {
         .expect_error(MupibError::BlockNotVerified, "close of an open block");
 
     let entries = (0..5).map(|s| entry(0, s, tokens[s as usize])).collect();
-    h.verify_chunk(&auditor, 42, 0, entries, &[batch_ref(&bank, 3)])
+    h.verify_chunk(&auditor, 42, 0, entries, &[batch_ref(&bank, &auditor, 3)])
         .await
         .result
         .unwrap();
@@ -445,7 +476,7 @@ async fn block_open_verify_finalize_close_returns_rent_to_the_auditor() {
         42,
         0,
         vec![entry(0, 0, tokens[0])],
-        &[batch_ref(&bank, 3)],
+        &[batch_ref(&bank, &auditor, 3)],
     )
     .await
     .expect_error(MupibError::BlockNotOpen, "chunk into a verified block");

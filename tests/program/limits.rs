@@ -18,25 +18,32 @@ const PACKET_DATA_SIZE: usize = 1232;
 #[tokio::test]
 async fn batch_token_count_outside_one_to_max_is_refused() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let bank = h.bank(1_000_000).await;
     for count in [0, MAX_BATCH_TOKENS + 1, u32::MAX] {
-        let args = h.batch_args(1, count, 1).await;
+        let args = h.batch_args(&auditor.pubkey(), 1, count, 1).await;
         h.create_batch(&bank, args).await.expect_error(
             MupibError::BatchTokenCountOutOfRange,
             "batch size out of range",
         );
     }
-    assert!(h.account(&pda::batch(&bank.pubkey(), 1).0).await.is_none());
+    assert!(h
+        .account(&pda::batch(&bank.pubkey(), &auditor.pubkey(), 1).0)
+        .await
+        .is_none());
     assert_eq!(h.token_balance(&bank.token).await, 1_000_000);
 }
 
 #[tokio::test]
 async fn largest_batch_fits_the_cpi_account_size_limit_and_rent_per_token_is_reported() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let bank = h.bank(1_000_000).await;
-    let args = h.batch_args(1, MAX_BATCH_TOKENS, 1).await;
+    let args = h
+        .batch_args(&auditor.pubkey(), 1, MAX_BATCH_TOKENS, 1)
+        .await;
     h.create_batch(&bank, args).await.result.unwrap();
-    let batch = pda::batch(&bank.pubkey(), 1).0;
+    let batch = pda::batch(&bank.pubkey(), &auditor.pubkey(), 1).0;
     let escrow = pda::escrow(&batch).0;
     let snapshot = h.batch(&batch).await;
     assert_eq!(snapshot.data_len, Batch::space(MAX_BATCH_TOKENS));
@@ -91,8 +98,9 @@ async fn block_token_count_outside_one_to_max_is_refused() {
 #[tokio::test]
 async fn zero_value_and_bad_expiry_are_refused() {
     let mut h = Harness::start().await;
+    let auditor = h.auditor().await;
     let bank = h.bank(1_000).await;
-    let mut args = h.batch_args(1, 2, 0).await;
+    let mut args = h.batch_args(&auditor.pubkey(), 1, 2, 0).await;
     h.create_batch(&bank, args.clone())
         .await
         .expect_error(MupibError::ZeroTokenValue, "zero token value");
@@ -116,6 +124,7 @@ fn verification_tx_size(entries: usize, pairs: usize) -> usize {
     let refs: Vec<_> = (0..pairs)
         .map(|i| mupib_chain::program::instructions::BatchRef {
             bank: solana_sdk::pubkey::Pubkey::new_unique(),
+            auditor: auditor.pubkey(),
             batch_id: i as u64,
         })
         .collect();
@@ -169,12 +178,13 @@ async fn largest_verification_chunk_fits_one_transaction_and_pays_every_token() 
     let auditor = h.auditor().await;
     let count = u32::try_from(max).unwrap();
     let tokens = digests(1, count);
-    h.published_batch(&bank, 1, &tokens, 3, true).await;
+    h.published_batch(&bank, &auditor, 1, &tokens, 3, true)
+        .await;
     h.open_block(&auditor, 1, count).await.result.unwrap();
     let entries = (0..count)
         .map(|s| entry(0, s, tokens[s as usize]))
         .collect();
-    h.verify_chunk(&auditor, 1, 0, entries, &[batch_ref(&bank, 1)])
+    h.verify_chunk(&auditor, 1, 0, entries, &[batch_ref(&bank, &auditor, 1)])
         .await
         .result
         .unwrap();

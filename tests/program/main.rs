@@ -7,7 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod attacks;
+mod binding;
+mod close_grace;
 mod decisions;
 mod lifecycle;
 mod limits;
 mod payment;
+mod payout;

@@ -13,9 +13,11 @@ async fn each_valid_token_is_paid_exactly_once_across_valid_invalid_and_replayed
     let bank = h.bank(10_000).await;
     let auditor = h.auditor().await;
     let tokens = digests(4, 6);
-    let batch = h.published_batch(&bank, 4, &tokens, VALUE, true).await;
+    let batch = h
+        .published_batch(&bank, &auditor, 4, &tokens, VALUE, true)
+        .await;
     let escrow = pda::escrow(&batch).0;
-    let refs = [batch_ref(&bank, 4)];
+    let refs = [batch_ref(&bank, &auditor, 4)];
     h.open_block(&auditor, 1, 6).await.result.unwrap();
     assert_eq!(h.token_balance(&escrow).await, 6 * VALUE);
 
@@ -125,8 +127,12 @@ async fn payments_are_aggregated_per_batch_from_each_batch_escrow() {
     let auditor = h.auditor().await;
     let tokens_a = digests(1, 5);
     let tokens_b = digests(2, 5);
-    let batch_a = h.published_batch(&bank_a, 1, &tokens_a, 7, true).await;
-    let batch_b = h.published_batch(&bank_b, 2, &tokens_b, 100, true).await;
+    let batch_a = h
+        .published_batch(&bank_a, &auditor, 1, &tokens_a, 7, true)
+        .await;
+    let batch_b = h
+        .published_batch(&bank_b, &auditor, 2, &tokens_b, 100, true)
+        .await;
     h.open_block(&auditor, 1, 5).await.result.unwrap();
 
     let outcome = h
@@ -141,7 +147,10 @@ async fn payments_are_aggregated_per_batch_from_each_batch_escrow() {
                 entry(1, 3, tokens_b[3]),
                 entry(0, 2, tokens_a[2]),
             ],
-            &[batch_ref(&bank_a, 1), batch_ref(&bank_b, 2)],
+            &[
+                batch_ref(&bank_a, &auditor, 1),
+                batch_ref(&bank_b, &auditor, 2),
+            ],
         )
         .await;
     outcome.result.as_ref().unwrap();

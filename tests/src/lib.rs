@@ -344,9 +344,11 @@ impl Harness {
         self.ctx.set_sysvar(&clock);
     }
 
-    /// `batch_create` arguments: `token_count` tokens of `value`, expiring in one day.
+    /// `batch_create` arguments: `token_count` tokens of `value` bound to `auditor`, expiring in
+    /// one day.
     pub async fn batch_args(
         &mut self,
+        auditor: &Pubkey,
         batch_id: u64,
         token_count: u32,
         value: u64,
@@ -354,6 +356,7 @@ impl Harness {
         let now = self.now().await;
         BatchCreateArgs {
             batch_id,
+            auditor: *auditor,
             token_count,
             value,
             issued_at: now,
@@ -367,31 +370,52 @@ impl Harness {
         self.send(&[instruction], &[&bank.key]).await
     }
 
-    /// Creates a batch of `token_digests.len()` tokens of `value`, publishes their commitments
-    /// in chunks of [`PUBLISH_CHUNK`] and seals it (unless `seal` is false). Returns the batch PDA.
+    /// Creates a batch bound to `auditor` of `token_digests.len()` tokens of `value`, publishes
+    /// their commitments in chunks of [`PUBLISH_CHUNK`] and seals it (unless `seal` is false).
+    /// Returns the batch PDA.
     pub async fn published_batch(
         &mut self,
         bank: &Party,
+        auditor: &Party,
         batch_id: u64,
         token_digests: &[[u8; 16]],
         value: u64,
         seal: bool,
     ) -> Pubkey {
         let count = u32::try_from(token_digests.len()).expect("token count fits u32");
-        let args = self.batch_args(batch_id, count, value).await;
+        let auditor = auditor.pubkey();
+        let args = self.batch_args(&auditor, batch_id, count, value).await;
         let outcome = self.create_batch(bank, args).await;
         assert!(outcome.result.is_ok(), "batch_create: {outcome:?}");
         let commitments: Vec<[u8; 16]> = token_digests.iter().map(mupib::commitment).collect();
         for (index, chunk) in commitments.chunks(PUBLISH_CHUNK).enumerate() {
             let start = u32::try_from(index * PUBLISH_CHUNK).expect("start fits u32");
-            let instruction = ix::batch_publish(&bank.pubkey(), batch_id, start, chunk.to_vec());
+            let instruction =
+                ix::batch_publish(&bank.pubkey(), &auditor, batch_id, start, chunk.to_vec());
             self.send_ok(&[instruction], &[&bank.key]).await;
         }
         if seal {
-            self.send_ok(&[ix::batch_seal(&bank.pubkey(), batch_id)], &[&bank.key])
-                .await;
+            self.send_ok(
+                &[ix::batch_seal(&bank.pubkey(), &auditor, batch_id)],
+                &[&bank.key],
+            )
+            .await;
         }
-        pda::batch(&bank.pubkey(), batch_id).0
+        pda::batch(&bank.pubkey(), &auditor, batch_id).0
+    }
+
+    /// Sends `batch_close` of `bank`'s batch `batch_id` bound to `auditor`, refunding into the
+    /// bank's token account.
+    pub async fn close_batch(&mut self, bank: &Party, auditor: &Pubkey, batch_id: u64) -> Outcome {
+        let close = ix::batch_close(&bank.pubkey(), auditor, batch_id, &self.mint, &bank.token);
+        self.send(&[close], &[&bank.key]).await
+    }
+
+    /// The admin pauses (`true`) or resumes (`false`) the program.
+    pub async fn set_paused(&mut self, paused: bool) {
+        let admin = self.admin.insecure_clone();
+        self.send_ok(&[ix::config_set_paused(&admin.pubkey(), paused)], &[&admin])
+            .await;
     }
 
     /// Opens block `block_id` of `token_count` positions.
@@ -547,10 +571,11 @@ pub struct BlockSnapshot {
     pub lamports: u64,
 }
 
-/// The `BatchRef` of a bank's batch.
-pub fn batch_ref(bank: &Party, batch_id: u64) -> BatchRef {
+/// The `BatchRef` of a bank's batch bound to `auditor`.
+pub fn batch_ref(bank: &Party, auditor: &Party, batch_id: u64) -> BatchRef {
     BatchRef {
         bank: bank.pubkey(),
+        auditor: auditor.pubkey(),
         batch_id,
     }
 }

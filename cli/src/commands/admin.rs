@@ -115,12 +115,15 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Pause publishing and verification.
+    /// Pause publishing and verification. Batches with unspent tokens cannot be closed while
+    /// paused; after the resume they stay open 2 more days (BATCH_CLOSE_GRACE_SECS), so blocks
+    /// held up by the pause can still be verified.
     Pause {
         #[command(flatten)]
         common: Common,
     },
-    /// Resume publishing and verification.
+    /// Resume publishing and verification (the time is recorded: expired batches become
+    /// closable 2 days after it at the earliest).
     Resume {
         #[command(flatten)]
         common: Common,
@@ -177,6 +180,9 @@ struct StatusReport {
     admin: String,
     mint: String,
     paused: bool,
+    /// Unix time of the last resume (0: never); expired batches close 2 days after it at the
+    /// earliest.
+    resumed_at: i64,
 }
 
 fn admin_of(ledger: &dyn Ledger) -> anyhow::Result<mupib::state::Config> {
@@ -308,13 +314,22 @@ impl Command {
                     admin: config.admin.to_string(),
                     mint: config.mint.to_string(),
                     paused: config.paused,
+                    resumed_at: config.resumed_at,
                 };
                 if common.json {
                     print_json(&report)
                 } else {
                     println!(
-                        "program {}\nadmin   {}\nmint    {}\npaused  {}",
-                        report.program, report.admin, report.mint, report.paused
+                        "program {}\nadmin   {}\nmint    {}\npaused  {}\nresumed {}",
+                        report.program,
+                        report.admin,
+                        report.mint,
+                        report.paused,
+                        if report.resumed_at == 0 {
+                            "never".to_string()
+                        } else {
+                            format!("at {}", report.resumed_at)
+                        }
                     );
                     Ok(())
                 }
@@ -429,17 +444,21 @@ fn set_paused(paused: bool, common: &Common) -> anyhow::Result<()> {
     require_admin(ledger.as_ref(), &admin)?;
     admin::set_paused(ledger.as_ref(), &admin.keypair, paused)
         .context("config_set_paused failed")?;
+    let config = admin_of(ledger.as_ref())?;
     if common.json {
-        print_json(&serde_json::json!({ "paused": paused }))
+        print_json(&serde_json::json!({ "paused": config.paused, "resumed_at": config.resumed_at }))
     } else {
-        println!(
-            "{}",
-            if paused {
-                "Program paused"
-            } else {
-                "Program resumed"
-            }
-        );
+        let grace_hours = mupib::constants::BATCH_CLOSE_GRACE_SECS / 3600;
+        if paused {
+            println!(
+                "Program paused: batches with unspent tokens cannot be closed until {grace_hours} h after the resume"
+            );
+        } else {
+            println!(
+                "Program resumed (resumed_at {}): expired batches become closable {grace_hours} h after it at the earliest",
+                config.resumed_at
+            );
+        }
         Ok(())
     }
 }

@@ -10,7 +10,9 @@ use mupib_client::wallet::Wallet;
 use mupib_protocol::Pubkey;
 use serde::Serialize;
 
-use super::common::{print_json, progress_bar, sol, token_ids, KeypairArg, LedgerArgs};
+use super::common::{
+    parse_pubkey, print_json, progress_bar, sol, token_ids, KeypairArg, LedgerArgs,
+};
 
 /// Options every bank command takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -27,9 +29,15 @@ pub struct Common {
 /// A bank's commands. The keypair is the bank's.
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Mint tokens: sign them, split them into batches, fund each batch's escrow with
-    /// count × value from the bank's payment account, publish the commitments, seal.
+    /// Mint tokens: sign them, split them into batches bound to one auditor, fund each batch's
+    /// escrow with count × value from the bank's payment account, publish the commitments, seal.
     Mint {
+        /// The auditor the batches are bound to (its public key). Only this auditor can redeem
+        /// the tokens on-chain: the auditor is part of each batch's address, so a token digest
+        /// copied by another auditor is worth nothing. Hand the tokens to users who pay vendors
+        /// of this auditor. It must be registered and active (`mupib admin register-auditor`).
+        #[arg(long, value_parser = parse_pubkey, required_unless_present = "resume")]
+        auditor: Option<Pubkey>,
         /// Number of tokens.
         #[arg(long, required_unless_present = "resume")]
         count: Option<u32>,
@@ -42,8 +50,8 @@ pub enum Command {
         /// First batch id (default: the bank's next batch id on-chain).
         #[arg(long)]
         first_batch_id: Option<u64>,
-        /// Finish an interrupted mint instead of starting a new one.
-        #[arg(long, conflicts_with_all = ["count", "value", "first_batch_id"])]
+        /// Finish an interrupted mint instead of starting a new one (its auditor is recorded).
+        #[arg(long, conflicts_with_all = ["count", "value", "first_batch_id", "auditor"])]
         resume: bool,
         #[command(flatten)]
         common: Common,
@@ -65,7 +73,9 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Close an expired or fully spent batch: unspent escrow and rent go back to the bank.
+    /// Close a fully spent batch, or an expired one once its grace period is over (2 days
+    /// after its expiry and after the program's last resume; never while the program is paused):
+    /// unspent escrow and rent go back to the bank.
     CloseBatch {
         /// The batch id.
         batch_id: u64,
@@ -94,13 +104,24 @@ impl Command {
     pub fn execute(self) -> anyhow::Result<()> {
         match self {
             Command::Mint {
+                auditor,
                 count,
                 value,
                 expires_in,
                 first_batch_id,
                 resume,
                 common,
-            } => mint(count, value, expires_in, first_batch_id, resume, &common),
+            } => mint(
+                MintArgs {
+                    auditor,
+                    count,
+                    value,
+                    expires_in,
+                    first_batch_id,
+                    resume,
+                },
+                &common,
+            ),
             Command::Give { to, count, common } => give(&to, count, &common),
             Command::Batches { common } => {
                 let identity = common.keypair.load("bank")?;
@@ -119,8 +140,9 @@ impl Command {
                 }
                 for b in &batches {
                     println!(
-                        "batch {:>4}  {} tokens × {}  escrow {}  sealed {}  spent {}  unissued {}  expires {}{}",
+                        "batch {:>4}  auditor {}  {} tokens × {}  escrow {}  sealed {}  spent {}  unissued {}  expires {}{}",
                         b.record.batch_id,
+                        b.record.auditor,
                         b.record.token_count,
                         b.record.value,
                         b.escrow_balance,
@@ -182,14 +204,25 @@ impl Command {
     }
 }
 
-fn mint(
+/// The arguments of `bank mint`.
+struct MintArgs {
+    auditor: Option<Pubkey>,
     count: Option<u32>,
     value: Option<u64>,
     expires_in: u32,
     first_batch_id: Option<u64>,
     resume: bool,
-    common: &Common,
-) -> anyhow::Result<()> {
+}
+
+fn mint(args: MintArgs, common: &Common) -> anyhow::Result<()> {
+    let MintArgs {
+        auditor,
+        count,
+        value,
+        expires_in,
+        first_batch_id,
+        resume,
+    } = args;
     let identity = common.keypair.load("bank")?;
     let ledger = common.ledger.open_ledger()?;
     let path = common.ledger.bank_state_path(&identity.pubkey)?;
@@ -230,12 +263,12 @@ fn mint(
             Some(outcome) => outcome,
             None => {
                 bar.finish_and_clear();
-                bail!("there is no interrupted mint to resume: start one with `mupib bank mint --count N --value V`");
+                bail!("there is no interrupted mint to resume: start one with `mupib bank mint --auditor AUDITOR --count N --value V`");
             }
         }
     } else {
-        let (Some(count), Some(value)) = (count, value) else {
-            bail!("--count and --value are required (or --resume)");
+        let (Some(auditor), Some(count), Some(value)) = (auditor, count, value) else {
+            bail!("--auditor, --count and --value are required (or --resume)");
         };
         if expires_in == 0 {
             bail!("--expires-in must be at least 1 day");
@@ -245,6 +278,7 @@ fn mint(
             .checked_add(i64::from(expires_in).saturating_mul(86_400))
             .context("--expires-in is too large")?;
         let request = MintRequest {
+            auditor,
             count,
             value,
             expires_at,

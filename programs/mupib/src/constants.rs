@@ -14,7 +14,9 @@ pub const SEED_BANK: &[u8] = b"bank";
 /// Seed prefix of an [`crate::state::AuditorRegistration`] PDA: `["auditor", auditor]`.
 #[constant]
 pub const SEED_AUDITOR: &[u8] = b"auditor";
-/// Seed prefix of a [`crate::state::Batch`] PDA: `["batch", bank, batch_id.to_le_bytes()]`.
+/// Seed prefix of a [`crate::state::Batch`] PDA: `["batch", bank, auditor, batch_id.to_le_bytes()]`.
+/// The auditor in the seeds is the only one that may redeem the batch's tokens: for any other
+/// auditor the batch's address is not the one its seeds derive, so its tokens are `UNPUBLISHED`.
 #[constant]
 pub const SEED_BATCH: &[u8] = b"batch";
 /// Seed prefix of a batch's escrow token account PDA: `["escrow", batch]`.
@@ -68,3 +70,16 @@ pub const MAX_BLOCK_TOKENS: u32 = 10_000;
 
 /// Largest number of `(batch, escrow)` pairs one verification chunk may reference.
 pub const MAX_BATCHES_PER_CHUNK: usize = 16;
+
+/// How long after its expiry (and after the program's last resume) a sealed batch with unspent
+/// tokens stays open: `batch_close` of such a batch succeeds only when the program is not paused
+/// and `now > max(expires_at, Config.resumed_at) + BATCH_CLOSE_GRACE_SECS`.
+///
+/// Two days. An auditor accepts a token until its batch expires, so a block can still be under
+/// verification at `expires_at`; verifying it takes a few transactions (seconds), but the auditor
+/// may be retrying through an RPC outage, a fee spike or a restart, and an operator must be able
+/// to notice and act. Two days cover a lost weekend day plus a day to react, and while the
+/// program is paused no verification can run at all, hence the grace restarts at the resume.
+/// The bank's cost is its escrow and rent locked two more days.
+#[constant]
+pub const BATCH_CLOSE_GRACE_SECS: i64 = 2 * 24 * 3600;

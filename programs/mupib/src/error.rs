@@ -54,7 +54,7 @@ pub enum MupibError {
     #[msg("The batch cannot be sealed before every commitment is written")]
     BatchIncomplete,
     /// 6016
-    #[msg("The batch cannot be closed yet: wait until expires_at or until every token is spent")]
+    #[msg("The batch cannot be closed yet: it has not expired and not every token is spent; it becomes closable BATCH_CLOSE_GRACE_SECS (2 days) after max(expires_at, Config.resumed_at)")]
     BatchNotClosable,
     /// 6017
     #[msg("The account data is not a valid Batch")]
@@ -100,4 +100,16 @@ pub enum MupibError {
     /// 6030
     #[msg("An account invariant does not hold: this is a program bug, report it")]
     InvariantViolated,
+    /// 6031
+    #[msg("The payout batch's seq is not the auditor's next payout_seq: that batch already landed, or an earlier one has not; read AuditorRegistration.payout_seq and sign the batch with it")]
+    PayoutSeqMismatch,
+    /// 6032
+    #[msg("A sealed batch with unspent tokens cannot be closed while the program is paused (verification is suspended): it becomes closable BATCH_CLOSE_GRACE_SECS (2 days) after max(expires_at, the time the admin resumes the program)")]
+    BatchClosePaused,
+    /// 6033
+    #[msg("The batch has expired but is in its close grace period, so blocks under verification can finish: it becomes closable once now > max(expires_at, Config.resumed_at) + BATCH_CLOSE_GRACE_SECS (2 days)")]
+    BatchCloseGrace,
+    /// 6034
+    #[msg("The batch account is not the PDA [\"batch\", bank, auditor, batch_id] of the given auditor: pass the auditor the batch is bound to")]
+    WrongBatchAuditor,
 }

@@ -41,6 +41,8 @@ pub struct ConfigInitialized {
 pub struct PausedSet {
     /// Post-state of the pause switch.
     pub paused: bool,
+    /// Post-state: unix time of the last resume (0 if never resumed).
+    pub resumed_at: i64,
 }
 
 /// `bank_register`.
@@ -87,6 +89,8 @@ pub struct BatchCreated {
     pub batch: Pubkey,
     /// Bank.
     pub bank: Pubkey,
+    /// The auditor the batch is bound to (the only one that may redeem its tokens).
+    pub auditor: Pubkey,
     /// Batch id.
     pub batch_id: u64,
     /// Number of tokens.
@@ -139,6 +143,19 @@ pub struct BatchClosed {
     pub spent_count: u32,
     /// Unspent escrow amount returned to the bank's token account.
     pub refunded_amount: u64,
+}
+
+/// `payout_record`: the auditor's settlement batch `seq` landed (its SPL transfers are in the
+/// same transaction).
+#[event]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayoutRecorded {
+    /// The auditor.
+    pub auditor: Pubkey,
+    /// The batch's sequence number (post-state: the next batch must carry `seq + 1`).
+    pub seq: u64,
+    /// The batch's digest, now `AuditorRegistration.payout_digest`.
+    pub digest: [u8; 32],
 }
 
 /// `block_open`.

@@ -82,7 +82,8 @@ pub mod mupib {
         BatchSeal::batch_seal(ctx)
     }
 
-    /// Closes an expired, spent or unsealed batch; escrow and rent back to the bank.
+    /// Closes a spent or unsealed batch, or an expired one after its grace period; escrow and
+    /// rent back to the bank.
     pub fn batch_close(ctx: Context<BatchClose>) -> Result<()> {
         BatchClose::batch_close(ctx)
     }
@@ -108,5 +109,10 @@ pub mod mupib {
     /// Closes a verified block; rent back to the auditor.
     pub fn block_close(ctx: Context<BlockClose>) -> Result<()> {
         BlockClose::block_close(ctx)
+    }
+
+    /// Records that the auditor's settlement batch `seq` lands (with its transfers).
+    pub fn payout_record(ctx: Context<PayoutRecord>, args: PayoutRecordArgs) -> Result<()> {
+        PayoutRecord::payout_record(ctx, args)
     }
 }

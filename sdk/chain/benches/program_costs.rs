@@ -141,7 +141,7 @@ fn main() {
     let (_, _) = d
         .issue_batch(&ledger, 0, MAX_BATCH_TOKENS, VALUE, true)
         .unwrap();
-    let batch = pda::batch(&d.bank.pubkey(), 0).0;
+    let batch = pda::batch(&d.bank.pubkey(), &d.auditor.pubkey(), 0).0;
     let escrow = pda::escrow(&batch).0;
     let batch_account = ledger.get_account(&batch).unwrap().unwrap();
     let escrow_account = ledger.get_account(&escrow).unwrap().unwrap();

@@ -1,6 +1,7 @@
 //! Publishing a batch of tokens (SPEC §3 "A bank publishes a batch of tokens"; paper Fig. 1
-//! message 1): `batch_create` (the escrow is funded with `token_count × value` from the bank's
-//! token account), `batch_publish` in the largest chunks that fit one transaction, `batch_seal`.
+//! message 1): `batch_create` (the batch is bound to `args.auditor`, the only auditor that may
+//! redeem it; the escrow is funded with `token_count × value` from the bank's token account),
+//! `batch_publish` in the largest chunks that fit one transaction, `batch_seal`.
 //!
 //! Resumable: the batch account is read first and the flow continues where the chain stands (not
 //! created → create; `published` commitments already written → publish the rest; not sealed →
@@ -123,6 +124,7 @@ pub struct PublishOutcome {
 /// [`PublishError::Pack`] if a transaction cannot be serialized.
 pub fn commitments_per_publish_transaction(
     bank: &Pubkey,
+    auditor: &Pubkey,
     batch_id: u64,
 ) -> Result<usize, PublishError> {
     let mut count = 1usize;
@@ -130,7 +132,7 @@ pub fn commitments_per_publish_transaction(
         let next = count
             .checked_add(1)
             .ok_or(PublishError::Overflow("commitment count"))?;
-        let instruction = ix::batch_publish(bank, batch_id, 0, vec![[0u8; 16]; next]);
+        let instruction = ix::batch_publish(bank, auditor, batch_id, 0, vec![[0u8; 16]; next]);
         if transaction_size(&[instruction], bank)? > PACKET_DATA_SIZE {
             return Ok(count);
         }
@@ -177,6 +179,7 @@ impl<'a> BatchPublisher<'a> {
         progress: &mut dyn FnMut(PublishProgress),
     ) -> Result<PublishOutcome, PublishError> {
         let bank = self.bank.pubkey();
+        let auditor = args.auditor;
         let batch_id = args.batch_id;
         if usize::try_from(args.token_count).ok() != Some(commitments.len()) {
             return Err(PublishError::CommitmentCount {
@@ -185,7 +188,7 @@ impl<'a> BatchPublisher<'a> {
                 commitments: commitments.len(),
             });
         }
-        let batch = pda::batch(&bank, batch_id).0;
+        let batch = pda::batch(&bank, &auditor, batch_id).0;
         let mut outcome = PublishOutcome {
             batch,
             escrow: pda::escrow(&batch).0,
@@ -216,7 +219,7 @@ impl<'a> BatchPublisher<'a> {
             }
         };
         check_matches(&state, &args, commitments)?;
-        let per_tx = commitments_per_publish_transaction(&bank, batch_id)?;
+        let per_tx = commitments_per_publish_transaction(&bank, &auditor, batch_id)?;
         while state.header.published < state.header.token_count {
             let start = state.header.published;
             let from = usize::try_from(start).map_err(|_| PublishError::Overflow("serial"))?;
@@ -224,7 +227,7 @@ impl<'a> BatchPublisher<'a> {
             let chunk = commitments[from..to].to_vec();
             let len = u32::try_from(chunk.len()).map_err(|_| PublishError::Overflow("chunk"))?;
             self.send(
-                ix::batch_publish(&bank, batch_id, start, chunk),
+                ix::batch_publish(&bank, &auditor, batch_id, start, chunk),
                 "batch_publish",
                 &mut outcome,
             )?;
@@ -242,7 +245,11 @@ impl<'a> BatchPublisher<'a> {
             return Ok(outcome);
         }
         if !state.is_sealed() {
-            self.send(ix::batch_seal(&bank, batch_id), "batch_seal", &mut outcome)?;
+            self.send(
+                ix::batch_seal(&bank, &auditor, batch_id),
+                "batch_seal",
+                &mut outcome,
+            )?;
         }
         let sealed = fetch_batch(self.ledger, &batch)?.ok_or(PublishError::Missing(batch_id))?;
         check_matches(&sealed, &args, commitments)?;

@@ -108,8 +108,8 @@ impl Deployment {
     }
 
     /// Signs `token_count` tokens of `value` issued now in batch `batch_id`, creates and funds
-    /// the batch, publishes their commitments and, if `seal`, seals it (expiry in
-    /// [`BATCH_LIFETIME_SECS`]). Returns the tokens and what publishing did.
+    /// the batch bound to the deployment's auditor, publishes their commitments and, if `seal`,
+    /// seals it (expiry in [`BATCH_LIFETIME_SECS`]). Returns the tokens and what publishing did.
     ///
     /// # Errors
     /// The failing step's error.
@@ -125,6 +125,7 @@ impl Deployment {
         let tokens = Token::sign_batch(&self.bank_key(), batch_id, token_count, value, now);
         let args = BatchCreateArgs {
             batch_id,
+            auditor: self.auditor.pubkey(),
             token_count,
             value,
             issued_at: now,

@@ -50,7 +50,9 @@ impl World {
         let (tokens, _) = deployment
             .issue_batch(ledger.as_ref(), 1, batch_size, VALUE, true)
             .expect("publish batch");
-        let escrow = pda::escrow(&pda::batch(&deployment.bank.pubkey(), 1).0).0;
+        let escrow =
+            pda::escrow(&pda::batch(&deployment.bank.pubkey(), &deployment.auditor.pubkey(), 1).0)
+                .0;
         World {
             ledger,
             deployment,
@@ -75,33 +77,6 @@ impl World {
             self.auditor(),
             self.deployment.auditor_token,
         )
-    }
-
-    /// Registers another auditor with its own token account (its own block-id space).
-    fn second_auditor(&self) -> (Keypair, Pubkey) {
-        let ledger = self.ledger.as_ref();
-        let admin = &self.deployment.admin;
-        let auditor = Keypair::new();
-        ledger
-            .airdrop(&auditor.pubkey(), 10_000_000_000)
-            .expect("airdrop");
-        ledger
-            .send_instructions(
-                &[ix::auditor_register(&admin.pubkey(), &auditor.pubkey())],
-                &admin.pubkey(),
-                &[admin],
-            )
-            .expect("register");
-        let account = Keypair::new();
-        mupib_chain::spl::create_token_account(
-            ledger,
-            &auditor,
-            &account,
-            &self.deployment.mint,
-            &auditor.pubkey(),
-        )
-        .expect("token account");
-        (auditor, account.pubkey())
     }
 
     fn escrow_balance(&self) -> u64 {
@@ -247,7 +222,12 @@ fn engine_and_chain_agree_on_valid_altered_unpublished_and_intake_double_spendin
     assert_eq!(world.escrow_balance(), escrow_before);
     let batch = fetch_batch(
         world.ledger.as_ref(),
-        &pda::batch(&world.deployment.bank.pubkey(), 1).0,
+        &pda::batch(
+            &world.deployment.bank.pubkey(),
+            &world.deployment.auditor.pubkey(),
+            1,
+        )
+        .0,
     )
     .expect("read")
     .expect("batch");
@@ -335,9 +315,10 @@ fn engine_and_chain_agree_on_valid_altered_unpublished_and_intake_double_spendin
 #[test]
 fn paper_mode_engine_leaves_double_spending_to_the_chain_and_agrees_with_it() {
     let mut world = World::new(32);
-    let (auditor, auditor_token) = world.second_auditor();
-    let auditor_key = auditor.pubkey();
-    let mut verifier = ChainVerifier::new(world.dyn_ledger(), auditor, auditor_token);
+    // The batch is bound to the deployment's auditor: only it can redeem the tokens.
+    let auditor_key = world.deployment.auditor.pubkey();
+    let auditor_token = world.deployment.auditor_token;
+    let mut verifier = world.verifier();
     let mut engine = Auditor::new(
         SqliteStore::open_in_memory().expect("sqlite"),
         config(6, true),

@@ -89,7 +89,7 @@ fn replayed_chunk_changes_nothing_and_pays_nothing() {
         })
         .expect("BlockChunkVerified event");
     assert_eq!(decided, vec![DECISION_VALID; 3]);
-    let escrow = pda::escrow(&pda::batch(&d.bank.pubkey(), 1).0).0;
+    let escrow = pda::escrow(&pda::batch(&d.bank.pubkey(), &d.auditor.pubkey(), 1).0).0;
     let (escrow_after, auditor_after) = (
         token_balance(&ledger, &escrow).unwrap(),
         token_balance(&ledger, &d.auditor_token).unwrap(),
@@ -110,9 +110,12 @@ fn replayed_chunk_changes_nothing_and_pays_nothing() {
     assert_eq!(block.header.decided, 3);
     assert_eq!(block.header.valid_count, 3);
     assert_eq!(block.header.amount_paid, 3 * VALUE);
-    let batch = fetch_batch(&ledger, &pda::batch(&d.bank.pubkey(), 1).0)
-        .unwrap()
-        .unwrap();
+    let batch = fetch_batch(
+        &ledger,
+        &pda::batch(&d.bank.pubkey(), &d.auditor.pubkey(), 1).0,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(batch.header.spent_count, 3);
     assert_eq!(batch.is_spent(0), Some(true));
     assert_eq!(batch.is_spent(3), Some(false));
@@ -124,20 +127,21 @@ fn replayed_chunk_changes_nothing_and_pays_nothing() {
 }
 
 #[test]
-fn expired_batch_closes_and_refunds_the_unspent_escrow_to_the_bank() {
+fn expired_batch_closes_after_its_grace_and_refunds_the_unspent_escrow_to_the_bank() {
     let ledger = Arc::new(EmbeddedLedger::ephemeral().unwrap());
     let d = Deployment::setup(&ledger, 6, 100 * VALUE).unwrap();
     let (tokens, _) = d.issue_batch(&ledger, 1, 8, VALUE, true).unwrap();
     verify(&ledger, &d, 1, &[tokens[0].token_ref()]);
     let bank = d.bank.pubkey();
-    let batch = pda::batch(&bank, 1).0;
+    let auditor = d.auditor.pubkey();
+    let batch = pda::batch(&bank, &auditor, 1).0;
     let expires_at = fetch_batch(&ledger, &batch)
         .unwrap()
         .unwrap()
         .header
         .expires_at;
     let bank_tokens_before = token_balance(&ledger, &d.bank_token).unwrap();
-    let close = ix::batch_close(&bank, 1, &d.mint, &d.bank_token);
+    let close = ix::batch_close(&bank, &auditor, 1, &d.mint, &d.bank_token);
     // Before expiry with unspent tokens: refused, nothing moves.
     assert!(ledger
         .send_instructions(std::slice::from_ref(&close), &bank, &[&d.bank])
@@ -146,7 +150,18 @@ fn expired_batch_closes_and_refunds_the_unspent_escrow_to_the_bank() {
         token_balance(&ledger, &d.bank_token).unwrap(),
         bank_tokens_before
     );
+    // Expired but in its grace period: refused with the program's error.
     ledger.set_unix_timestamp(expires_at + 1).unwrap();
+    let refused = ledger
+        .send_instructions(std::slice::from_ref(&close), &bank, &[&d.bank])
+        .unwrap_err();
+    assert_eq!(
+        refused.custom_code(),
+        Some(u32::from(mupib::error::MupibError::BatchCloseGrace))
+    );
+    ledger
+        .set_unix_timestamp(expires_at + mupib::constants::BATCH_CLOSE_GRACE_SECS + 1)
+        .unwrap();
     let lamports_before = ledger.balance(&bank).unwrap();
     ledger
         .send_instructions(&[close], &bank, &[&d.bank])
@@ -171,13 +186,14 @@ fn every_builder_transaction_fits_the_packet_limit() {
     let auditor = Pubkey::new_unique();
     let mint = Pubkey::new_unique();
     let token = Pubkey::new_unique();
-    let publish_max = commitments_per_publish_transaction(&bank, 1).unwrap();
+    let publish_max = commitments_per_publish_transaction(&bank, &auditor, 1).unwrap();
     assert!(
         publish_max >= 40,
         "commitments per publish transaction: {publish_max}"
     );
     let create = BatchCreateArgs {
         batch_id: 1,
+        auditor,
         token_count: MAX_BATCH_TOKENS,
         value: 1,
         issued_at: 0,
@@ -235,13 +251,13 @@ fn every_builder_transaction_fits_the_packet_limit() {
         (
             "batch_publish",
             bank,
-            ix::batch_publish(&bank, 1, 0, vec![[7; 16]; publish_max]),
+            ix::batch_publish(&bank, &auditor, 1, 0, vec![[7; 16]; publish_max]),
         ),
-        ("batch_seal", bank, ix::batch_seal(&bank, 1)),
+        ("batch_seal", bank, ix::batch_seal(&bank, &auditor, 1)),
         (
             "batch_close",
             bank,
-            ix::batch_close(&bank, 1, &mint, &token),
+            ix::batch_close(&bank, &auditor, 1, &mint, &token),
         ),
         (
             "block_open",
@@ -257,6 +273,11 @@ fn every_builder_transaction_fits_the_packet_limit() {
         ),
         ("block_finalize", auditor, ix::block_finalize(&auditor, 1)),
         ("block_close", auditor, ix::block_close(&auditor, 1)),
+        (
+            "payout_record",
+            auditor,
+            ix::payout_record(&auditor, u64::MAX, [0xFF; 32]),
+        ),
     ];
     let mut cases = cases;
     for chunk in chunks {
@@ -276,7 +297,11 @@ fn every_builder_transaction_fits_the_packet_limit() {
                 token_digest: [0; 16],
             }],
         },
-        &[BatchRef { bank, batch_id: 1 }],
+        &[BatchRef {
+            bank,
+            auditor,
+            batch_id: 1,
+        }],
     );
     cases.push(("block_verify_chunk (single)", auditor, single));
     for (name, payer, instruction) in cases {
@@ -290,7 +315,7 @@ fn every_builder_transaction_fits_the_packet_limit() {
     let account_tx = ix::spl_create_token_account(&admin, &new, &mint, &admin, 1).unwrap();
     assert!(transaction_size(&account_tx, &admin).unwrap() <= PACKET_DATA_SIZE);
     // One more commitment does not fit: the publish chunk size is the real maximum.
-    let over = ix::batch_publish(&bank, 1, 0, vec![[7; 16]; publish_max + 1]);
+    let over = ix::batch_publish(&bank, &auditor, 1, 0, vec![[7; 16]; publish_max + 1]);
     assert!(transaction_size(&[over], &bank).unwrap() > PACKET_DATA_SIZE);
 }
 
@@ -323,7 +348,11 @@ fn a_full_packed_chunk_of_one_batch_is_accepted_by_the_runtime() {
         100 * VALUE
     );
     assert_eq!(
-        token_balance(&ledger, &pda::escrow(&pda::batch(&d.bank.pubkey(), 1).0).0).unwrap(),
+        token_balance(
+            &ledger,
+            &pda::escrow(&pda::batch(&d.bank.pubkey(), &d.auditor.pubkey(), 1).0).0
+        )
+        .unwrap(),
         0
     );
 }
@@ -375,6 +404,7 @@ fn second_auditor_cannot_feed_someone_elses_block() {
         },
         &[BatchRef {
             bank: d.bank.pubkey(),
+            auditor: other.pubkey(),
             batch_id: 1,
         }],
     );

@@ -133,7 +133,8 @@ fn run_scenario(ledger: Arc<dyn Ledger>) -> ScenarioResult {
     entries.push(entry(&ghost));
     expected.push(Decision::Unpublished);
 
-    let escrow = pda::escrow(&pda::batch(&deployment.bank.pubkey(), 1).0).0;
+    let escrow =
+        pda::escrow(&pda::batch(&deployment.bank.pubkey(), &deployment.auditor.pubkey(), 1).0).0;
     let escrow_before = token_balance(l, &escrow).expect("escrow");
     let auditor_before = token_balance(l, &deployment.auditor_token).expect("auditor token");
     let block = BlockSubmission {

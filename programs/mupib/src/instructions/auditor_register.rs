@@ -55,6 +55,8 @@ impl AuditorRegister<'_> {
             tokens_paid: 0,
             amount_paid: 0,
             bump: ctx.bumps.auditor_registration,
+            payout_seq: 0,
+            payout_digest: [0; 32],
         });
         registration.invariant()?;
         emit_event(AuditorRegistered {

@@ -1,5 +1,11 @@
-//! `batch_close()`: after `expires_at`, once every token is spent, or for a batch never sealed,
-//! the bank takes back the unspent escrow, the escrow account's rent and the batch's rent.
+//! `batch_close()`: once every token is spent, for a batch never sealed, or — for an expired
+//! batch — once its grace period is over, the bank takes back the unspent escrow, the escrow
+//! account's rent and the batch's rent.
+//!
+//! Grace (issue 9): a sealed batch with unspent tokens closes only while the program is not
+//! paused and when `now > max(expires_at, Config.resumed_at) + BATCH_CLOSE_GRACE_SECS`, so a
+//! block under verification at expiry, or held up by a pause, can still be verified
+//! ([`Batch::closability`]).
 
 use anchor_lang::prelude::*;
 use anchor_spl::token::{self, CloseAccount, Mint, Token, TokenAccount, TransferChecked};
@@ -7,7 +13,7 @@ use anchor_spl::token::{self, CloseAccount, Mint, Token, TokenAccount, TransferC
 use crate::constants::{SEED_BANK, SEED_BATCH, SEED_CONFIG, SEED_ESCROW};
 use crate::error::MupibError;
 use crate::events::{emit_event, BatchClosed};
-use crate::state::{BankRegistration, Batch, Config};
+use crate::state::{BankRegistration, Batch, Closability, Config};
 
 /// Accounts of `batch_close`.
 #[derive(Accounts)]
@@ -26,7 +32,11 @@ pub struct BatchClose<'info> {
         has_one = bank,
     )]
     pub bank_registration: Account<'info, BankRegistration>,
-    /// The batch, closed here.
+    /// The auditor the batch is bound to: only a seed of the batch PDA, which the batch must be
+    /// (checked in `validate`); the batch PDA signs the escrow refund with these seeds.
+    /// CHECK: never read or written; its key is checked against the batch's address.
+    pub auditor: UncheckedAccount<'info>,
+    /// `["batch", bank, auditor, batch_id_le]`, closed here.
     #[account(mut, has_one = bank, close = bank)]
     pub batch: AccountLoader<'info, Batch>,
     /// `["escrow", batch]`, emptied and closed here.
@@ -51,12 +61,42 @@ pub struct BatchClose<'info> {
 }
 
 impl BatchClose<'_> {
-    /// The batch is closable: never sealed, expired, or fully spent.
+    /// The batch is the PDA of the given auditor, and closable now ([`Batch::closability`]).
     pub fn validate(&self, batch: &Batch, now: i64) -> Result<()> {
-        let closable =
-            !batch.is_sealed() || now >= batch.expires_at || batch.spent_count == batch.token_count;
-        require!(closable, MupibError::BatchNotClosable);
-        Ok(())
+        let expected = Pubkey::create_program_address(
+            &[
+                SEED_BATCH,
+                batch.bank.as_ref(),
+                self.auditor.key.as_ref(),
+                &batch.batch_id.to_le_bytes(),
+                &[batch.bump],
+            ],
+            &crate::ID,
+        );
+        require!(
+            expected.ok() == Some(self.batch.key()),
+            MupibError::WrongBatchAuditor
+        );
+        match batch.closability(self.config.paused, self.config.resumed_at, now) {
+            Closability::Closable => Ok(()),
+            Closability::Paused => err!(MupibError::BatchClosePaused),
+            Closability::NotExpired { closable_after } => {
+                msg!(
+                    "the batch becomes closable once now > {} (now {})",
+                    closable_after,
+                    now
+                );
+                err!(MupibError::BatchNotClosable)
+            }
+            Closability::InGrace { closable_after } => {
+                msg!(
+                    "the batch becomes closable once now > {} (now {})",
+                    closable_after,
+                    now
+                );
+                err!(MupibError::BatchCloseGrace)
+            }
+        }
     }
 
     /// Refunds the escrow, closes it, closes the batch (Anchor `close = bank`).
@@ -70,10 +110,16 @@ impl BatchClose<'_> {
             (batch.batch_id, batch.bump, batch.spent_count)
         };
         let bank_key = accounts.bank.key();
+        let auditor_key = accounts.auditor.key();
         let batch_id_le = batch_id.to_le_bytes();
         let bump_seed = [bump];
-        let signer_seeds: &[&[&[u8]]] =
-            &[&[SEED_BATCH, bank_key.as_ref(), &batch_id_le, &bump_seed]];
+        let signer_seeds: &[&[&[u8]]] = &[&[
+            SEED_BATCH,
+            bank_key.as_ref(),
+            auditor_key.as_ref(),
+            &batch_id_le,
+            &bump_seed,
+        ]];
 
         let refunded_amount = accounts.escrow.amount;
         if refunded_amount > 0 {

@@ -1,20 +1,26 @@
-//! `batch_create(batch_id, token_count, value, issued_at, expires_at)`: a registered bank creates
-//! a `Batch` and its escrow, and funds the escrow with `token_count × value` from its own token
-//! account.
+//! `batch_create(batch_id, auditor, token_count, value, issued_at, expires_at)`: a registered bank
+//! creates a `Batch` bound to one registered, active auditor (the only one that may redeem its
+//! tokens: the auditor is part of the batch's address) and its escrow, and funds the escrow with
+//! `token_count × value` from its own token account.
 
 use anchor_lang::prelude::*;
 use anchor_spl::token::{self, Mint, Token, TokenAccount, TransferChecked};
 
-use crate::constants::{MAX_BATCH_TOKENS, SEED_BANK, SEED_BATCH, SEED_CONFIG, SEED_ESCROW};
+use crate::constants::{
+    MAX_BATCH_TOKENS, SEED_AUDITOR, SEED_BANK, SEED_BATCH, SEED_CONFIG, SEED_ESCROW,
+};
 use crate::error::MupibError;
 use crate::events::{emit_event, BatchCreated};
-use crate::state::{BankRegistration, Batch, Config};
+use crate::state::{AuditorRegistration, BankRegistration, Batch, Config};
 
 /// Arguments of `batch_create`.
 #[derive(AnchorSerialize, AnchorDeserialize, Clone, Debug, PartialEq, Eq)]
 pub struct BatchCreateArgs {
     /// Bank-chosen id, at least the bank's `next_batch_id`.
     pub batch_id: u64,
+    /// The auditor the batch is bound to: the only one that may redeem its tokens. Must be
+    /// registered and active.
+    pub auditor: Pubkey,
     /// Number of tokens, `1 ..= MAX_BATCH_TOKENS`.
     pub token_count: u32,
     /// Value of each token in mint base units, > 0.
@@ -43,12 +49,24 @@ pub struct BatchCreate<'info> {
         has_one = bank,
     )]
     pub bank_registration: Account<'info, BankRegistration>,
-    /// `["batch", bank, batch_id_le]`, created here.
+    /// `["auditor", args.auditor]`: the auditor the batch is bound to must be registered and
+    /// active.
+    #[account(
+        seeds = [SEED_AUDITOR, args.auditor.as_ref()],
+        bump = auditor_registration.bump,
+    )]
+    pub auditor_registration: Account<'info, AuditorRegistration>,
+    /// `["batch", bank, auditor, batch_id_le]`, created here.
     #[account(
         init,
         payer = bank,
         space = Batch::space_for_create(args.token_count),
-        seeds = [SEED_BATCH, bank.key().as_ref(), args.batch_id.to_le_bytes().as_ref()],
+        seeds = [
+            SEED_BATCH,
+            bank.key().as_ref(),
+            args.auditor.as_ref(),
+            args.batch_id.to_le_bytes().as_ref(),
+        ],
         bump,
     )]
     pub batch: AccountLoader<'info, Batch>,
@@ -79,11 +97,12 @@ pub struct BatchCreate<'info> {
 }
 
 impl BatchCreate<'_> {
-    /// Checks pause, bank status, id order, counts, value and times; returns the escrow amount
-    /// `token_count × value`.
+    /// Checks pause, bank and auditor status, id order, counts, value and times; returns the
+    /// escrow amount `token_count × value`.
     pub fn validate(&self, args: &BatchCreateArgs, now: i64) -> Result<u64> {
         self.config.require_not_paused()?;
         self.bank_registration.require_active()?;
+        self.auditor_registration.require_active()?;
         require!(
             args.batch_id >= self.bank_registration.next_batch_id,
             MupibError::BatchIdReused
@@ -148,6 +167,7 @@ impl BatchCreate<'_> {
         emit_event(BatchCreated {
             batch: accounts.batch.key(),
             bank: accounts.bank.key(),
+            auditor: args.auditor,
             batch_id: args.batch_id,
             token_count: args.token_count,
             value: args.value,

@@ -2,8 +2,10 @@
 //! positions `[start, start + entries.len())`.
 //!
 //! Each undecided position is decided in the order of SPEC §2:
-//! 1. `UNPUBLISHED` (`00`): the batch account is not a program-owned, sealed `Batch` at its PDA,
-//!    or `serial ≥ token_count`;
+//! 1. `UNPUBLISHED` (`00`): the batch account is not a program-owned, sealed `Batch` at its PDA
+//!    `["batch", bank, auditor, batch_id]` derived with the *block's* auditor (a batch bound to
+//!    another auditor is unpublished for this one: copying token digests from another
+//!    auditor's pending transaction redeems nothing), or `serial ≥ token_count`;
 //! 2. `ALTERED` (`01`): `SHA-256(COMMITMENT_TAG || token_digest)[..16]` differs from the stored
 //!    commitment;
 //! 3. `DUPLICATE` (`10`): the spent bit is already set (spent earlier, or earlier in this block);
@@ -119,9 +121,10 @@ impl<'info> BlockVerifyChunk<'info> {
         let pair_count = ctx.accounts.validate(remaining)?;
         require!(!args.entries.is_empty(), MupibError::EmptyChunk);
 
+        let auditor_key = ctx.accounts.auditor.key();
         let mut pairs = Vec::with_capacity(pair_count);
         for pair in remaining.chunks_exact(2) {
-            pairs.push(PairState::inspect(&pair[0], &pair[1])?);
+            pairs.push(PairState::inspect(&pair[0], &pair[1], &auditor_key)?);
         }
 
         let block_info = ctx.accounts.block.to_account_info();
@@ -188,8 +191,13 @@ impl<'info> BlockVerifyChunk<'info> {
                 .ok_or(error!(MupibError::ArithmeticOverflow))?;
             let batch_id_le = pair.batch_id.to_le_bytes();
             let bump_seed = [pair.bump];
-            let signer_seeds: &[&[&[u8]]] =
-                &[&[SEED_BATCH, pair.bank.as_ref(), &batch_id_le, &bump_seed]];
+            let signer_seeds: &[&[&[u8]]] = &[&[
+                SEED_BATCH,
+                pair.bank.as_ref(),
+                auditor_key.as_ref(),
+                &batch_id_le,
+                &bump_seed,
+            ]];
             token::transfer_checked(
                 CpiContext::new_with_signer(
                     accounts.token_program.key(),
@@ -248,8 +256,13 @@ impl PairState {
         paid_tokens: 0,
     };
 
-    /// Inspects a pair once per chunk: owner, discriminator, seal, PDA, escrow PDA, writability.
-    fn inspect(batch_info: &AccountInfo, escrow_info: &AccountInfo) -> Result<PairState> {
+    /// Inspects a pair once per chunk: owner, discriminator, seal, PDA (bound to `auditor`),
+    /// escrow PDA, writability.
+    fn inspect(
+        batch_info: &AccountInfo,
+        escrow_info: &AccountInfo,
+        auditor: &Pubkey,
+    ) -> Result<PairState> {
         if batch_info.owner != &crate::ID {
             return Ok(Self::UNPUBLISHED);
         }
@@ -266,6 +279,7 @@ impl PairState {
             &[
                 SEED_BATCH,
                 header.bank.as_ref(),
+                auditor.as_ref(),
                 &batch_id_le,
                 &[header.bump],
             ],

@@ -55,6 +55,7 @@ impl ConfigInit<'_> {
             mint: args.mint,
             paused: false,
             bump: ctx.bumps.config,
+            resumed_at: 0,
         });
         config.invariant()?;
         emit_event(ConfigInitialized {

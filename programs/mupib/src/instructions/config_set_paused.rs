@@ -1,4 +1,5 @@
-//! `config_set_paused(paused)`: the admin pauses or resumes publishing and verification.
+//! `config_set_paused(paused)`: the admin pauses or resumes publishing and verification; a resume
+//! records its time in `Config.resumed_at` (the close grace of expired batches restarts there).
 
 use anchor_lang::prelude::*;
 
@@ -33,11 +34,13 @@ impl ConfigSetPaused<'_> {
     /// Sets the pause switch.
     pub fn config_set_paused(ctx: Context<Self>, args: ConfigSetPausedArgs) -> Result<()> {
         ctx.accounts.validate(&args)?;
+        let now = Clock::get()?.unix_timestamp;
         let config = &mut ctx.accounts.config;
-        config.set_paused(args.paused);
+        config.set_paused(args.paused, now);
         config.invariant()?;
         emit_event(PausedSet {
             paused: config.paused,
+            resumed_at: config.resumed_at,
         });
         Ok(())
     }

@@ -16,6 +16,7 @@ pub mod block_open;
 pub mod block_verify_chunk;
 pub mod config_init;
 pub mod config_set_paused;
+pub mod payout_record;
 
 // Anchor's `#[program]` needs the accounts structs, their generated client modules and the args
 // types reachable from the crate root, hence the globs. The handlers are associated functions,
@@ -34,3 +35,4 @@ pub use block_open::*;
 pub use block_verify_chunk::*;
 pub use config_init::*;
 pub use config_set_paused::*;
+pub use payout_record::*;

@@ -1,4 +1,6 @@
-//! `AuditorRegistration` (`["auditor", auditor]`): an auditor the admin allows to verify blocks.
+//! `AuditorRegistration` (`["auditor", auditor]`): an auditor the admin allows to verify blocks,
+//! and its payout record: the sequence number and digest of the last settlement batch that paid
+//! vendors (SPEC §6 "Exactly once": a fact only the auditor's own signed transaction creates).
 
 use anchor_lang::prelude::*;
 
@@ -22,6 +24,12 @@ pub struct AuditorRegistration {
     pub amount_paid: u64,
     /// Bump of the PDA.
     pub bump: u8,
+    /// Sequence number the auditor's next settlement batch must carry: batches
+    /// `0 .. payout_seq` landed (0 at registration).
+    pub payout_seq: u64,
+    /// Digest of the settlement batch that landed last (`mupib_protocol::payout::PayoutBatch::digest`;
+    /// zero before the first).
+    pub payout_digest: [u8; 32],
 }
 
 impl AuditorRegistration {
@@ -67,12 +75,74 @@ impl AuditorRegistration {
         Ok(())
     }
 
-    /// Counters are consistent: no more blocks verified than opened.
+    /// Records that settlement batch `seq` with `digest` lands (in the same transaction as its
+    /// transfers). Fails with [`MupibError::PayoutSeqMismatch`] unless `seq` is the next
+    /// `payout_seq`: a landed batch cannot land twice and none can be skipped.
+    pub fn record_payout(&mut self, seq: u64, digest: [u8; 32]) -> Result<()> {
+        require_eq!(seq, self.payout_seq, MupibError::PayoutSeqMismatch);
+        self.payout_seq = self
+            .payout_seq
+            .checked_add(1)
+            .ok_or(error!(MupibError::ArithmeticOverflow))?;
+        self.payout_digest = digest;
+        Ok(())
+    }
+
+    /// Counters are consistent: no more blocks verified than opened; no payout digest before
+    /// the first payout.
     pub fn invariant(&self) -> Result<()> {
         require!(
             self.blocks_verified <= self.blocks_opened,
             MupibError::InvariantViolated
         );
+        require!(
+            self.payout_seq > 0 || self.payout_digest == [0; 32],
+            MupibError::InvariantViolated
+        );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registration() -> AuditorRegistration {
+        AuditorRegistration {
+            auditor: Pubkey::new_unique(),
+            active: true,
+            blocks_opened: 0,
+            blocks_verified: 0,
+            tokens_paid: 0,
+            amount_paid: 0,
+            bump: 255,
+            payout_seq: 0,
+            payout_digest: [0; 32],
+        }
+    }
+
+    #[test]
+    fn payouts_are_recorded_in_sequence_only() {
+        let mut record = registration();
+        record.record_payout(0, [1; 32]).expect("seq 0 is next");
+        assert_eq!((record.payout_seq, record.payout_digest), (1, [1; 32]));
+        assert!(record.record_payout(0, [2; 32]).is_err(), "replay of seq 0");
+        assert!(record.record_payout(2, [2; 32]).is_err(), "seq 1 skipped");
+        assert_eq!((record.payout_seq, record.payout_digest), (1, [1; 32]));
+        record.record_payout(1, [3; 32]).expect("seq 1 is next");
+        assert_eq!((record.payout_seq, record.payout_digest), (2, [3; 32]));
+        assert!(record.invariant().is_ok());
+    }
+
+    #[test]
+    fn payout_seq_overflow_is_refused() {
+        let mut record = registration();
+        record.payout_seq = u64::MAX;
+        record.payout_digest = [9; 32];
+        assert!(record.record_payout(u64::MAX, [1; 32]).is_err());
+        assert_eq!(
+            (record.payout_seq, record.payout_digest),
+            (u64::MAX, [9; 32])
+        );
     }
 }

@@ -1,4 +1,10 @@
-//! `Batch` (`["batch", bank, batch_id_le]`): a bank's published tokens.
+//! `Batch` (`["batch", bank, auditor, batch_id_le]`): a bank's published tokens, redeemable by
+//! one auditor only.
+//!
+//! The auditor is bound by the address alone (zero rent): `block_verify_chunk` derives a batch's
+//! PDA with the verifying auditor's key, so for any other auditor the batch is not at its seeds'
+//! address and its tokens are `UNPUBLISHED`. A token digest copied from someone else's pending
+//! verification transaction is worthless to the copier.
 //!
 //! Layout of the account data (zero-copy, never copied onto the stack):
 //!
@@ -12,7 +18,10 @@
 use anchor_lang::prelude::*;
 use anchor_lang::Discriminator;
 
-use crate::constants::{COMMITMENT_LEN, DISCRIMINATOR_LEN, MAX_BATCH_TOKENS, MAX_PDA_ACCOUNT_SIZE};
+use crate::constants::{
+    BATCH_CLOSE_GRACE_SECS, COMMITMENT_LEN, DISCRIMINATOR_LEN, MAX_BATCH_TOKENS,
+    MAX_PDA_ACCOUNT_SIZE,
+};
 use crate::error::MupibError;
 
 /// Zero-copy header of a batch; the commitments and the spent bitmap follow it in the account.
@@ -21,13 +30,15 @@ use crate::error::MupibError;
 pub struct Batch {
     /// Bank that created the batch and funded its escrow.
     pub bank: Pubkey,
-    /// Bank-chosen id, part of the PDA seeds.
+    /// Bank-chosen id, part of the PDA seeds (with the bank and the auditor, which the header
+    /// does not repeat).
     pub batch_id: u64,
     /// Value of each token, in base units of `Config.mint`.
     pub value: u64,
     /// Issue time (unix seconds) of the batch's tokens.
     pub issued_at: i64,
-    /// After this time (unix seconds) the bank may close the batch and take back the unspent escrow.
+    /// Expiry (unix seconds). `BATCH_CLOSE_GRACE_SECS` after it (and after the program's last
+    /// resume) the bank may close the batch and take back the unspent escrow.
     pub expires_at: i64,
     /// Number of tokens (serials `0 .. token_count`).
     pub token_count: u32,
@@ -51,6 +62,26 @@ pub const BATCH_HEADER_LEN: usize = DISCRIMINATOR_LEN + std::mem::size_of::<Batc
 const _: () = assert!(std::mem::size_of::<Batch>() == 80);
 const _: () = assert!(Batch::space(MAX_BATCH_TOKENS) <= MAX_PDA_ACCOUNT_SIZE);
 const _: () = assert!(Batch::space(MAX_BATCH_TOKENS + 1) > MAX_PDA_ACCOUNT_SIZE);
+
+/// Whether the bank may close a batch now ([`Batch::closability`]); one rule for the program and
+/// for the clients that explain a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closability {
+    /// Closable: never sealed, every token spent, or past its grace period.
+    Closable,
+    /// Not expired yet: closable once `now > closable_after` (if the program is not paused then).
+    NotExpired {
+        /// `max(expires_at, Config.resumed_at) + BATCH_CLOSE_GRACE_SECS`.
+        closable_after: i64,
+    },
+    /// Expired, but in its grace period: closable once `now > closable_after`.
+    InGrace {
+        /// `max(expires_at, Config.resumed_at) + BATCH_CLOSE_GRACE_SECS`.
+        closable_after: i64,
+    },
+    /// The program is paused: closable `BATCH_CLOSE_GRACE_SECS` after the resume (and expiry).
+    Paused,
+}
 
 /// Read-only view of a batch account's data.
 pub struct BatchView<'a> {
@@ -177,6 +208,32 @@ impl Batch {
     pub fn seal(&mut self) {
         self.sealed = 1;
     }
+
+    /// Whether the bank may close the batch at `now` (issue 9: a bank must not turn tokens of a
+    /// block under verification into "unpublished" by closing their batch the instant it
+    /// expires, nor while verification is paused). A batch never sealed (nothing redeemable) or
+    /// fully spent (nothing left to redeem) is closable at once; any other only when the program
+    /// is not paused and `now > max(expires_at, resumed_at) + BATCH_CLOSE_GRACE_SECS`
+    /// (saturating: a batch expiring near the end of time is never closable early).
+    pub fn closability(&self, paused: bool, resumed_at: i64, now: i64) -> Closability {
+        if !self.is_sealed() || self.spent_count == self.token_count {
+            return Closability::Closable;
+        }
+        if paused {
+            return Closability::Paused;
+        }
+        let closable_after = self
+            .expires_at
+            .max(resumed_at)
+            .saturating_add(BATCH_CLOSE_GRACE_SECS);
+        if now > closable_after {
+            Closability::Closable
+        } else if now < self.expires_at {
+            Closability::NotExpired { closable_after }
+        } else {
+            Closability::InGrace { closable_after }
+        }
+    }
 }
 
 impl BatchViewMut<'_> {
@@ -256,6 +313,77 @@ mod tests {
         assert_eq!(Batch::space_for_create(0), Batch::space(MAX_BATCH_TOKENS));
         assert_eq!(Batch::space_for_create(700), Batch::space(MAX_BATCH_TOKENS));
         assert_eq!(Batch::space_for_create(9), Batch::space(9));
+    }
+
+    fn sealed_batch(expires_at: i64, token_count: u32, spent_count: u32) -> Batch {
+        Batch {
+            bank: Pubkey::new_unique(),
+            batch_id: 1,
+            value: 1,
+            issued_at: 0,
+            expires_at,
+            token_count,
+            published: token_count,
+            spent_count,
+            sealed: 1,
+            bump: 255,
+            escrow_bump: 255,
+            reserved: [0],
+        }
+    }
+
+    #[test]
+    fn expired_batch_closes_only_after_the_grace_and_never_while_paused() {
+        let grace = BATCH_CLOSE_GRACE_SECS;
+        let batch = sealed_batch(1_000, 4, 1);
+        let after = 1_000 + grace;
+        assert_eq!(
+            batch.closability(false, 0, 999),
+            Closability::NotExpired {
+                closable_after: after
+            }
+        );
+        for now in [1_000, 1_001, after] {
+            assert_eq!(
+                batch.closability(false, 0, now),
+                Closability::InGrace {
+                    closable_after: after
+                },
+                "at {now}"
+            );
+        }
+        assert_eq!(
+            batch.closability(false, 0, after + 1),
+            Closability::Closable
+        );
+        assert_eq!(batch.closability(true, 0, after + 1), Closability::Paused);
+        // Resumed after the expiry: the grace restarts at the resume.
+        let resumed = 5_000 + grace;
+        assert_eq!(
+            batch.closability(false, 5_000, after + 1),
+            Closability::InGrace {
+                closable_after: resumed
+            }
+        );
+        assert_eq!(
+            batch.closability(false, 5_000, resumed + 1),
+            Closability::Closable
+        );
+        // Near the end of time the sum saturates: never closable early.
+        let last = sealed_batch(i64::MAX - 1, 4, 1);
+        assert!(matches!(
+            last.closability(false, 0, i64::MAX),
+            Closability::InGrace { .. }
+        ));
+    }
+
+    #[test]
+    fn unsealed_or_fully_spent_batch_closes_at_once_even_while_paused() {
+        let spent = sealed_batch(1_000, 4, 4);
+        assert_eq!(spent.closability(true, 0, 0), Closability::Closable);
+        let mut unsealed = sealed_batch(1_000, 4, 0);
+        unsealed.sealed = 0;
+        assert_eq!(unsealed.closability(true, 0, 0), Closability::Closable);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `Config` (`["config"]`): the program's admin, payment mint and pause switch.
+//! `Config` (`["config"]`): the program's admin, payment mint, pause switch and the time of the
+//! last resume (which restarts the close grace of expired batches).
 
 use anchor_lang::prelude::*;
 
@@ -16,6 +17,10 @@ pub struct Config {
     pub paused: bool,
     /// Bump of the `["config"]` PDA.
     pub bump: u8,
+    /// Unix time of the last resume (`config_set_paused(false)` of a paused program), 0 before
+    /// the first: an expired batch stays open until `BATCH_CLOSE_GRACE_SECS` after both its
+    /// expiry and this time, so blocks held up by a pause can still be verified.
+    pub resumed_at: i64,
 }
 
 impl Config {
@@ -25,15 +30,21 @@ impl Config {
         Ok(())
     }
 
-    /// Pauses (`true`) or resumes (`false`) publishing and verification.
-    pub fn set_paused(&mut self, paused: bool) {
+    /// Pauses (`true`) or resumes (`false`) publishing and verification. Resuming a paused
+    /// program records `now` in `resumed_at`; resuming a running one changes nothing (a retried
+    /// resume does not extend the grace of every batch).
+    pub fn set_paused(&mut self, paused: bool, now: i64) {
+        if self.paused && !paused {
+            self.resumed_at = now;
+        }
         self.paused = paused;
     }
 
-    /// Admin and mint are set.
+    /// Admin and mint are set; `resumed_at` is a time (not negative).
     pub fn invariant(&self) -> Result<()> {
         require_keys_neq!(self.admin, Pubkey::default(), MupibError::InvariantViolated);
         require_keys_neq!(self.mint, Pubkey::default(), MupibError::InvariantViolated);
+        require!(self.resumed_at >= 0, MupibError::InvariantViolated);
         Ok(())
     }
 }

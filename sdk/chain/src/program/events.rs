@@ -72,6 +72,7 @@ mupib_events!(
     BlockChunkVerified,
     BlockFinalized,
     BlockClosed,
+    PayoutRecorded,
 );
 
 impl std::fmt::Debug for MupibEvent {

@@ -8,7 +8,7 @@ use anchor_lang::{InstructionData, ToAccountMetas};
 use mupib::instructions::{
     AuditorRegisterArgs, AuditorSetActiveArgs, BankRegisterArgs, BankSetActiveArgs,
     BatchCreateArgs, BatchPublishArgs, BlockOpenArgs, BlockVerifyChunkArgs, ConfigInitArgs,
-    ConfigSetPausedArgs,
+    ConfigSetPausedArgs, PayoutRecordArgs,
 };
 use solana_sdk::instruction::{AccountMeta, Instruction};
 use solana_sdk::pubkey::Pubkey;
@@ -111,19 +111,21 @@ pub fn auditor_set_active(admin: &Pubkey, auditor: &Pubkey, active: bool) -> Ins
     build(accounts.to_account_metas(None), data.data())
 }
 
-/// `batch_create(batch_id, token_count, value, issued_at, expires_at)`: the bank creates a batch
-/// and its escrow, funded with `token_count × value` from `bank_token`.
+/// `batch_create(batch_id, auditor, token_count, value, issued_at, expires_at)`: the bank creates
+/// a batch bound to `args.auditor` and its escrow, funded with `token_count × value` from
+/// `bank_token`.
 pub fn batch_create(
     bank: &Pubkey,
     mint: &Pubkey,
     bank_token: &Pubkey,
     args: BatchCreateArgs,
 ) -> Instruction {
-    let batch = pda::batch(bank, args.batch_id).0;
+    let batch = pda::batch(bank, &args.auditor, args.batch_id).0;
     let accounts = mupib::accounts::BatchCreate {
         bank: *bank,
         config: pda::config().0,
         bank_registration: pda::bank_registration(bank).0,
+        auditor_registration: pda::auditor_registration(&args.auditor).0,
         batch,
         escrow: pda::escrow(&batch).0,
         mint: *mint,
@@ -136,9 +138,10 @@ pub fn batch_create(
 }
 
 /// `batch_publish(start, commitments)`: the bank writes the commitments of serials
-/// `[start, start + commitments.len())`.
+/// `[start, start + commitments.len())` into its batch `batch_id` bound to `auditor`.
 pub fn batch_publish(
     bank: &Pubkey,
+    auditor: &Pubkey,
     batch_id: u64,
     start: u32,
     commitments: Vec<[u8; 16]>,
@@ -147,7 +150,7 @@ pub fn batch_publish(
         bank: *bank,
         config: pda::config().0,
         bank_registration: pda::bank_registration(bank).0,
-        batch: pda::batch(bank, batch_id).0,
+        batch: pda::batch(bank, auditor, batch_id).0,
     };
     let data = mupib::instruction::BatchPublish {
         args: BatchPublishArgs { start, commitments },
@@ -155,13 +158,13 @@ pub fn batch_publish(
     build(accounts.to_account_metas(None), data.data())
 }
 
-/// `batch_seal()`: the bank seals a fully published batch.
-pub fn batch_seal(bank: &Pubkey, batch_id: u64) -> Instruction {
+/// `batch_seal()`: the bank seals its fully published batch `batch_id` bound to `auditor`.
+pub fn batch_seal(bank: &Pubkey, auditor: &Pubkey, batch_id: u64) -> Instruction {
     let accounts = mupib::accounts::BatchSeal {
         bank: *bank,
         config: pda::config().0,
         bank_registration: pda::bank_registration(bank).0,
-        batch: pda::batch(bank, batch_id).0,
+        batch: pda::batch(bank, auditor, batch_id).0,
     };
     build(
         accounts.to_account_metas(None),
@@ -169,19 +172,22 @@ pub fn batch_seal(bank: &Pubkey, batch_id: u64) -> Instruction {
     )
 }
 
-/// `batch_close()`: the bank closes an expired or fully spent batch; unspent escrow goes to
-/// `bank_token`, rent to the bank.
+/// `batch_close()`: the bank closes its batch `batch_id` bound to `auditor` (fully spent, never
+/// sealed, or expired and past its grace period); unspent escrow goes to `bank_token`, rent to
+/// the bank.
 pub fn batch_close(
     bank: &Pubkey,
+    auditor: &Pubkey,
     batch_id: u64,
     mint: &Pubkey,
     bank_token: &Pubkey,
 ) -> Instruction {
-    let batch = pda::batch(bank, batch_id).0;
+    let batch = pda::batch(bank, auditor, batch_id).0;
     let accounts = mupib::accounts::BatchClose {
         bank: *bank,
         config: pda::config().0,
         bank_registration: pda::bank_registration(bank).0,
+        auditor: *auditor,
         batch,
         escrow: pda::escrow(&batch).0,
         mint: *mint,
@@ -207,11 +213,15 @@ pub fn block_open(auditor: &Pubkey, args: BlockOpenArgs) -> Instruction {
     build(accounts.to_account_metas(None), data.data())
 }
 
-/// A batch referenced by a verification chunk, identified by its bank and id.
+/// A batch referenced by a verification chunk, identified by its bank, the auditor it is bound
+/// to and its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BatchRef {
     /// The batch's bank.
     pub bank: Pubkey,
+    /// The auditor the batch is bound to (a verifying auditor refers to batches bound to
+    /// itself: any other is unpublished for it).
+    pub auditor: Pubkey,
     /// The batch id.
     pub batch_id: u64,
 }
@@ -219,7 +229,7 @@ pub struct BatchRef {
 impl BatchRef {
     /// The batch PDA and its escrow PDA, in the order the program expects them.
     pub fn accounts(&self) -> (Pubkey, Pubkey) {
-        let batch = pda::batch(&self.bank, self.batch_id).0;
+        let batch = pda::batch(&self.bank, &self.auditor, self.batch_id).0;
         (batch, pda::escrow(&batch).0)
     }
 }
@@ -278,6 +288,19 @@ pub fn block_close(auditor: &Pubkey, block_id: u64) -> Instruction {
         accounts.to_account_metas(None),
         mupib::instruction::BlockClose {}.data(),
     )
+}
+
+/// `payout_record(seq, digest)`: the auditor records that its settlement batch `seq` lands (put
+/// it first in the settlement transaction, before the batch's transfers).
+pub fn payout_record(auditor: &Pubkey, seq: u64, digest: [u8; 32]) -> Instruction {
+    let accounts = mupib::accounts::PayoutRecord {
+        auditor: *auditor,
+        auditor_registration: pda::auditor_registration(auditor).0,
+    };
+    let data = mupib::instruction::PayoutRecord {
+        args: PayoutRecordArgs { seq, digest },
+    };
+    build(accounts.to_account_metas(None), data.data())
 }
 
 /// Errors of the SPL setup builders.
@@ -353,6 +376,28 @@ pub fn spl_create_token_account(
             owner,
         ))?,
     ])
+}
+
+/// SPL `transfer_checked` of `amount` (`decimals` of `mint`) from `source` to `destination`,
+/// signed by `authority` (a settlement transfer).
+pub fn spl_transfer_checked(
+    source: &Pubkey,
+    mint: &Pubkey,
+    destination: &Pubkey,
+    authority: &Pubkey,
+    amount: u64,
+    decimals: u8,
+) -> Result<Instruction, SplBuildError> {
+    spl(spl_token_interface::instruction::transfer_checked(
+        &token_program(),
+        source,
+        mint,
+        destination,
+        authority,
+        &[],
+        amount,
+        decimals,
+    ))
 }
 
 /// Mints `amount` base units of `mint` to `account` (signed by the mint authority).

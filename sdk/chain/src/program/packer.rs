@@ -86,8 +86,10 @@ fn build_chunk(
     let mut index: HashMap<BatchRef, u8> = HashMap::new();
     let mut token_entries = Vec::with_capacity(entries.len());
     for entry in entries {
+        // The block's auditor redeems only batches bound to itself.
         let key = BatchRef {
             bank: entry.id.bank,
+            auditor: accounts.auditor,
             batch_id: entry.id.batch_id,
         };
         let batch_index = match index.get(&key) {

@@ -24,10 +24,16 @@ pub fn auditor_registration(auditor: &Pubkey) -> (Pubkey, u8) {
     Pubkey::find_program_address(&[SEED_AUDITOR, auditor.as_ref()], &mupib::ID)
 }
 
-/// `["batch", bank, batch_id_le]`: a bank's batch of tokens.
-pub fn batch(bank: &Pubkey, batch_id: u64) -> (Pubkey, u8) {
+/// `["batch", bank, auditor, batch_id_le]`: a bank's batch of tokens, redeemable by `auditor`
+/// only (for any other auditor the program finds no batch at this address).
+pub fn batch(bank: &Pubkey, auditor: &Pubkey, batch_id: u64) -> (Pubkey, u8) {
     Pubkey::find_program_address(
-        &[SEED_BATCH, bank.as_ref(), &batch_id.to_le_bytes()],
+        &[
+            SEED_BATCH,
+            bank.as_ref(),
+            auditor.as_ref(),
+            &batch_id.to_le_bytes(),
+        ],
         &mupib::ID,
     )
 }
@@ -53,11 +59,13 @@ mod tests {
     fn addresses_depend_on_every_seed_component() {
         let bank = Pubkey::new_unique();
         let other = Pubkey::new_unique();
-        assert_ne!(batch(&bank, 1).0, batch(&bank, 2).0);
-        assert_ne!(batch(&bank, 1).0, batch(&other, 1).0);
+        let auditor = Pubkey::new_unique();
+        assert_ne!(batch(&bank, &auditor, 1).0, batch(&bank, &auditor, 2).0);
+        assert_ne!(batch(&bank, &auditor, 1).0, batch(&other, &auditor, 1).0);
+        assert_ne!(batch(&bank, &auditor, 1).0, batch(&bank, &other, 1).0);
         assert_ne!(bank_registration(&bank).0, auditor_registration(&bank).0);
-        assert_ne!(block(&bank, 1).0, batch(&bank, 1).0);
-        let (b, _) = batch(&bank, 7);
+        assert_ne!(block(&bank, 1).0, batch(&bank, &auditor, 1).0);
+        let (b, _) = batch(&bank, &auditor, 7);
         assert_ne!(escrow(&b).0, b);
         // Re-derivation with the stored bump gives the same address (the program checks it).
         let (address, bump) = config();

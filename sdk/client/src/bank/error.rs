@@ -53,6 +53,18 @@ pub enum BankError {
         /// The bank.
         bank: Pubkey,
     },
+    /// The auditor a mint binds its batches to is not registered.
+    #[error("auditor {auditor} is not registered with the µPIB program: only a registered auditor can redeem a batch; ask the admin to run `mupib admin register-auditor {auditor}` or bind the batches to another auditor")]
+    AuditorNotRegistered {
+        /// The auditor.
+        auditor: Pubkey,
+    },
+    /// The auditor a mint binds its batches to is suspended.
+    #[error("auditor {auditor} is registered but suspended by the admin: it could not redeem the batches; bind them to an active auditor")]
+    AuditorInactive {
+        /// The auditor.
+        auditor: Pubkey,
+    },
     /// A mint request is invalid.
     #[error("invalid mint request: {0}")]
     InvalidRequest(String),
@@ -121,8 +133,10 @@ pub enum BankError {
         /// The batch.
         batch_id: u64,
     },
-    /// The batch cannot be closed yet.
-    #[error("batch {batch_id} cannot be closed before it expires at {expires_at} (now {now}) unless every token is spent ({spent} of {token_count})")]
+    /// The batch cannot be closed yet: it has unspent tokens and is not past its grace period
+    /// (`BATCH_CLOSE_GRACE_SECS` after its expiry and after the program's last resume), or the
+    /// program is paused.
+    #[error("batch {batch_id} cannot be closed yet ({spent} of {token_count} tokens spent, expiry {expires_at}, now {now}): {when}")]
     NotClosable {
         /// The batch.
         batch_id: u64,
@@ -134,6 +148,8 @@ pub enum BankError {
         spent: u32,
         /// Tokens.
         token_count: u32,
+        /// When it becomes closable.
+        when: String,
     },
     /// Not enough unissued tokens.
     #[error("the bank holds {available} unexpired tokens not yet handed out, {requested} requested: mint more (`mupib bank mint`)")]

@@ -11,6 +11,10 @@
 //! batch's on-chain state (`published` counter, `sealed` flag) says where to continue, and token
 //! signatures are deterministic (ed25519), so the same tokens are re-derived.
 //!
+//! Every batch is bound to one registered auditor (`MintRequest::auditor`), the only one that
+//! may redeem its tokens (the auditor is part of the batch's address); the state file records
+//! it per batch.
+//!
 //! The bank's payment account is its associated token account of the payment mint
 //! (`Config.mint`); [`fund_payment_account`] is how a mint authority (the admin on the embedded
 //! ledger) gives it money.
@@ -22,9 +26,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
-use mupib::constants::MAX_BATCH_TOKENS;
+use mupib::constants::{BATCH_CLOSE_GRACE_SECS, MAX_BATCH_TOKENS};
 use mupib::instructions::BatchCreateArgs;
-use mupib::state::Batch;
+use mupib::state::{Batch, Closability};
 use serde::Serialize;
 use solana_sdk::pubkey::Pubkey;
 use solana_sdk::signature::{Keypair, Signer};
@@ -36,7 +40,8 @@ use mupib_chain::batch::{
 use mupib_chain::ledger::Ledger;
 use mupib_chain::ledger::PACKET_DATA_SIZE;
 use mupib_chain::program::accounts::{
-    fetch_bank_registration, fetch_batch, fetch_config, token_balance, BatchState,
+    fetch_auditor_registration, fetch_bank_registration, fetch_batch, fetch_config, token_balance,
+    BatchState,
 };
 use mupib_chain::program::instructions as ix;
 use mupib_chain::program::instructions::SPL_TOKEN_ACCOUNT_LEN;
@@ -47,9 +52,15 @@ pub use error::BankError;
 use state::{load_state, save_state};
 pub use state::{BankState, BatchRecord, Handout, MintJob, PlannedBatch, BANK_STATE_VERSION};
 
+/// The program's close grace (`BATCH_CLOSE_GRACE_SECS`) in hours, for messages.
+const GRACE_HOURS: i64 = BATCH_CLOSE_GRACE_SECS / 3600;
+
 /// What to mint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MintRequest {
+    /// The auditor the batches are bound to: the only one that may redeem the tokens (it must
+    /// be registered and active). Users spend the tokens with vendors of this auditor.
+    pub auditor: Pubkey,
     /// Number of tokens (split into batches of at most `MAX_BATCH_TOKENS`).
     pub count: u32,
     /// Value of each token, in base units of the payment mint.
@@ -261,6 +272,17 @@ impl<'a> BankClient<'a> {
         Ok(payment_account(&self.pubkey(), &self.mint_address()?))
     }
 
+    /// Checks that `auditor` is registered and active (it could not redeem the batches
+    /// otherwise, and the program refuses to bind a batch to it).
+    fn check_auditor(&self, auditor: &Pubkey) -> Result<(), BankError> {
+        let registration = fetch_auditor_registration(self.ledger, auditor)?
+            .ok_or(BankError::AuditorNotRegistered { auditor: *auditor })?;
+        if !registration.active {
+            return Err(BankError::AuditorInactive { auditor: *auditor });
+        }
+        Ok(())
+    }
+
     /// Checks that the program runs and the bank may publish; returns the mint and the bank's
     /// `next_batch_id`.
     fn check_can_publish(&self) -> Result<(Pubkey, u64), BankError> {
@@ -302,6 +324,7 @@ impl<'a> BankClient<'a> {
             )));
         }
         let (mint, next_batch_id) = self.check_can_publish()?;
+        self.check_auditor(&request.auditor)?;
         let first = request.first_batch_id.unwrap_or(next_batch_id);
         if first < next_batch_id {
             return Err(BankError::InvalidRequest(format!(
@@ -325,7 +348,7 @@ impl<'a> BankClient<'a> {
         let escrow_rent = self
             .ledger
             .minimum_balance_for_rent_exemption(SPL_TOKEN_ACCOUNT_LEN)?;
-        let per_tx = commitments_per_publish_transaction(&bank, first)?;
+        let per_tx = commitments_per_publish_transaction(&bank, &request.auditor, first)?;
         let fee = self.ledger.fee_for_signatures(1)?;
         for (index, token_count) in sizes.into_iter().enumerate() {
             let offset = u64::try_from(index).map_err(|_| BankError::Overflow("batch index"))?;
@@ -362,6 +385,7 @@ impl<'a> BankClient<'a> {
             });
         }
         Ok(MintJob {
+            auditor: request.auditor,
             value: request.value,
             issued_at: now,
             expires_at: request.expires_at,
@@ -399,6 +423,7 @@ impl<'a> BankClient<'a> {
         match self.state()?.pending_mint {
             Some(job) => {
                 self.check_can_publish()?;
+                self.check_auditor(&job.auditor)?;
                 self.run_job(job, true, progress).map(Some)
             }
             None => Ok(None),
@@ -506,6 +531,7 @@ impl<'a> BankClient<'a> {
         let batch_id = planned.batch_id;
         let args = BatchCreateArgs {
             batch_id,
+            auditor: job.auditor,
             token_count: planned.token_count,
             value: job.value,
             issued_at: job.issued_at,
@@ -539,6 +565,7 @@ impl<'a> BankClient<'a> {
             .ok_or(BankError::Overflow("rent"))?;
         Ok(BatchRecord {
             batch_id,
+            auditor: job.auditor,
             batch: published.batch,
             escrow: published.escrow,
             token_count: planned.token_count,
@@ -578,8 +605,9 @@ impl<'a> BankClient<'a> {
         Ok(out)
     }
 
-    /// Closes an expired or fully spent batch: the unspent escrow goes back to the bank's
-    /// payment account and the rent to the bank; its unissued tokens are dropped.
+    /// Closes a fully spent batch, or an expired one past its grace period (the program's rule,
+    /// [`Batch::closability`]): the unspent escrow goes back to the bank's payment account and
+    /// the rent to the bank; its unissued tokens are dropped.
     pub fn close_batch(&self, batch_id: u64) -> Result<CloseOutcome, BankError> {
         let mut state = self.state()?;
         let record = state
@@ -588,7 +616,8 @@ impl<'a> BankClient<'a> {
             .find(|r| r.batch_id == batch_id && !r.closed)
             .cloned()
             .ok_or(BankError::UnknownBatch { batch_id })?;
-        let mint = self.mint_address()?;
+        let config = fetch_config(self.ledger)?.ok_or(BankError::NotInitialised)?;
+        let mint = config.mint;
         let bank = self.pubkey();
         let chain = fetch_batch(self.ledger, &record.batch)?;
         let mut escrow_returned = 0;
@@ -596,16 +625,24 @@ impl<'a> BankClient<'a> {
         if let Some(chain) = chain {
             let now = self.ledger.clock()?.unix_timestamp;
             let header = chain.header;
-            let closable = !chain.is_sealed()
-                || now >= header.expires_at
-                || header.spent_count == header.token_count;
-            if !closable {
+            let when = match header.closability(config.paused, config.resumed_at, now) {
+                Closability::Closable => None,
+                Closability::Paused => Some(format!(
+                    "the program is paused; it becomes closable {GRACE_HOURS} h after the admin resumes it (and after its expiry)"
+                )),
+                Closability::NotExpired { closable_after }
+                | Closability::InGrace { closable_after } => Some(format!(
+                    "it becomes closable after {closable_after} (its expiry or the program's last resume, plus a {GRACE_HOURS} h grace so blocks under verification can finish), unless every token is spent first"
+                )),
+            };
+            if let Some(when) = when {
                 return Err(BankError::NotClosable {
                     batch_id,
                     expires_at: header.expires_at,
                     now,
                     spent: header.spent_count,
                     token_count: header.token_count,
+                    when,
                 });
             }
             escrow_returned = token_balance(self.ledger, &record.escrow)?;
@@ -615,7 +652,7 @@ impl<'a> BankClient<'a> {
                 .checked_add(self.ledger.balance(&record.escrow)?)
                 .ok_or(BankError::Overflow("rent"))?;
             let bank_token = payment_account(&bank, &mint);
-            let instruction = ix::batch_close(&bank, batch_id, &mint, &bank_token);
+            let instruction = ix::batch_close(&bank, &record.auditor, batch_id, &mint, &bank_token);
             self.ledger
                 .send_instructions(&[instruction], &bank, &[&self.keypair])?;
         }
@@ -736,7 +773,7 @@ const _: () = assert!(PACKET_DATA_SIZE == 1232);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mupib_chain::admin::register_bank;
+    use mupib_chain::admin::{register_auditor, register_bank, set_paused};
     use mupib_chain::ledger::{EmbeddedLedger, LedgerError, Receipt};
     use mupib_chain::program::pda;
     use mupib_chain::spl::{self, fund_payment_account};
@@ -797,6 +834,7 @@ mod tests {
         ledger: EmbeddedLedger,
         admin: Keypair,
         bank: SigningKey,
+        auditor: Pubkey,
         dir: tempfile::TempDir,
     }
 
@@ -819,22 +857,28 @@ mod tests {
         if register {
             register_bank(&ledger, &admin, &bank_key).unwrap();
         }
+        let auditor = Keypair::new().pubkey();
+        register_auditor(&ledger, &admin, &auditor).unwrap();
         fund_payment_account(&ledger, &admin, &bank_key, funds).unwrap();
         Setup {
             ledger,
             admin,
             bank,
+            auditor,
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn request(count: u32, value: u64, ledger: &dyn Ledger) -> MintRequest {
-        let now = ledger.clock().unwrap().unix_timestamp;
-        MintRequest {
-            count,
-            value,
-            expires_at: now + 86_400,
-            first_batch_id: None,
+    impl Setup {
+        fn request(&self, count: u32, value: u64) -> MintRequest {
+            let now = self.ledger.clock().unwrap().unix_timestamp;
+            MintRequest {
+                auditor: self.auditor,
+                count,
+                value,
+                expires_at: now + 86_400,
+                first_batch_id: None,
+            }
         }
     }
 
@@ -867,7 +911,7 @@ mod tests {
         let bank = BankClient::new(&s.ledger, &s.bank, s.dir.path().join("bank.json"));
         let mut events = Vec::new();
         let outcome = bank
-            .mint(request(700, 100, &s.ledger), &mut |p| events.push(p))
+            .mint(s.request(700, 100), &mut |p| events.push(p))
             .unwrap();
         assert_eq!(outcome.tokens.len(), 700);
         assert_eq!(outcome.batches.len(), 2);
@@ -925,19 +969,17 @@ mod tests {
         };
         let bank = BankClient::new(&interrupting, &s.bank, &path);
         // 4 transactions: create batch 0, three publish chunks; then the "process" dies.
-        let error = bank
-            .mint(request(700, 10, &s.ledger), &mut |_| {})
-            .unwrap_err();
+        let error = bank.mint(s.request(700, 10), &mut |_| {}).unwrap_err();
         assert!(matches!(error, BankError::Ledger(LedgerError::Backend(_))));
         let job = bank.pending_mint().unwrap().unwrap();
         let first = job.batches[0];
-        let batch = pda::batch(&bank.pubkey(), first.batch_id).0;
+        let batch = pda::batch(&bank.pubkey(), &s.auditor, first.batch_id).0;
         let partial = fetch_batch(&s.ledger, &batch).unwrap().unwrap();
         assert!(partial.header.published > 0 && partial.header.published < first.token_count);
         // A new mint is refused while one is unfinished.
         let fresh = BankClient::new(&s.ledger, &s.bank, &path);
         assert!(matches!(
-            fresh.mint(request(5, 10, &s.ledger), &mut |_| {}),
+            fresh.mint(s.request(5, 10), &mut |_| {}),
             Err(BankError::MintInProgress { .. })
         ));
         let outcome = fresh.resume_mint(&mut |_| {}).unwrap().unwrap();
@@ -967,7 +1009,7 @@ mod tests {
         let bank = BankClient::new(&s.ledger, &s.bank, &path);
         let before = s.ledger.balance(&bank.pubkey()).unwrap();
         assert!(matches!(
-            bank.mint(request(10, 1, &s.ledger), &mut |_| {}),
+            bank.mint(s.request(10, 1), &mut |_| {}),
             Err(BankError::NotRegistered { .. })
         ));
         assert_eq!(s.ledger.balance(&bank.pubkey()).unwrap(), before);
@@ -978,9 +1020,7 @@ mod tests {
     fn mint_beyond_the_bank_funds_is_refused_before_any_transaction() {
         let s = setup(999, true);
         let bank = BankClient::new(&s.ledger, &s.bank, s.dir.path().join("bank.json"));
-        let error = bank
-            .mint(request(10, 100, &s.ledger), &mut |_| {})
-            .unwrap_err();
+        let error = bank.mint(s.request(10, 100), &mut |_| {}).unwrap_err();
         assert!(matches!(
             error,
             BankError::InsufficientFunds {
@@ -990,11 +1030,11 @@ mod tests {
             }
         ));
         assert!(matches!(
-            bank.mint(request(0, 100, &s.ledger), &mut |_| {}),
+            bank.mint(s.request(0, 100), &mut |_| {}),
             Err(BankError::InvalidRequest(_))
         ));
         assert!(matches!(
-            bank.mint(request(2, u64::MAX, &s.ledger), &mut |_| {}),
+            bank.mint(s.request(2, u64::MAX), &mut |_| {}),
             Err(BankError::ValueOverflow { .. })
         ));
         assert!(bank.state().unwrap().batches.is_empty());
@@ -1004,7 +1044,7 @@ mod tests {
     fn give_moves_tokens_to_the_wallet_once() {
         let s = setup(1_000_000, true);
         let bank = BankClient::new(&s.ledger, &s.bank, s.dir.path().join("bank.json"));
-        let minted = bank.mint(request(20, 5, &s.ledger), &mut |_| {}).unwrap();
+        let minted = bank.mint(s.request(20, 5), &mut |_| {}).unwrap();
         let user = mupib_protocol::cert::pubkey_of(&SigningKey::from_bytes(&[8; 32]));
         let mut wallet = Wallet::create(s.dir.path().join("w.json"), user).unwrap();
         let given = bank.give_to_wallet(&mut wallet, 12).unwrap();
@@ -1024,16 +1064,39 @@ mod tests {
     }
 
     #[test]
-    fn close_batch_before_expiry_is_refused_and_after_expiry_returns_escrow() {
+    fn close_batch_is_refused_until_the_grace_after_expiry_then_returns_escrow() {
         let s = setup(1_000_000, true);
         let bank = BankClient::new(&s.ledger, &s.bank, s.dir.path().join("bank.json"));
-        let minted = bank.mint(request(10, 5, &s.ledger), &mut |_| {}).unwrap();
+        let minted = bank.mint(s.request(10, 5), &mut |_| {}).unwrap();
         let batch_id = minted.batches[0].batch_id;
+        assert_eq!(minted.batches[0].auditor, s.auditor);
+        assert_eq!(bank.state().unwrap().batches[0].auditor, s.auditor);
         assert!(matches!(
             bank.close_batch(batch_id),
             Err(BankError::NotClosable { .. })
         ));
+        // Expired, but in the grace period.
         s.ledger.advance_clock(86_401).unwrap();
+        let refused = bank.close_batch(batch_id).unwrap_err();
+        assert!(
+            matches!(refused, BankError::NotClosable { ref when, .. } if when.contains("grace")),
+            "{refused}"
+        );
+        // Past the grace, but paused.
+        s.ledger.advance_clock(BATCH_CLOSE_GRACE_SECS).unwrap();
+        set_paused(&s.ledger, &s.admin, true).unwrap();
+        let refused = bank.close_batch(batch_id).unwrap_err();
+        assert!(
+            matches!(refused, BankError::NotClosable { ref when, .. } if when.contains("paused")),
+            "{refused}"
+        );
+        // Resumed: the grace restarts at the resume.
+        set_paused(&s.ledger, &s.admin, false).unwrap();
+        assert!(matches!(
+            bank.close_batch(batch_id),
+            Err(BankError::NotClosable { .. })
+        ));
+        s.ledger.advance_clock(BATCH_CLOSE_GRACE_SECS + 1).unwrap();
         let closed = bank.close_batch(batch_id).unwrap();
         assert_eq!(closed.escrow_returned, 50);
         assert!(closed.rent_returned > 0);
@@ -1046,6 +1109,33 @@ mod tests {
             bank.close_batch(batch_id),
             Err(BankError::UnknownBatch { .. })
         ));
-        let _ = &s.admin;
+    }
+
+    #[test]
+    fn mint_bound_to_an_unregistered_or_inactive_auditor_is_refused_before_any_transaction() {
+        let s = setup(1_000_000, true);
+        let path = s.dir.path().join("bank.json");
+        let bank = BankClient::new(&s.ledger, &s.bank, &path);
+        let stranger = Keypair::new().pubkey();
+        let request = MintRequest {
+            auditor: stranger,
+            ..s.request(10, 1)
+        };
+        assert!(matches!(
+            bank.mint(request, &mut |_| {}),
+            Err(BankError::AuditorNotRegistered { auditor }) if auditor == stranger
+        ));
+        s.ledger
+            .send_instructions(
+                &[ix::auditor_set_active(&s.admin.pubkey(), &s.auditor, false)],
+                &s.admin.pubkey(),
+                &[&s.admin],
+            )
+            .unwrap();
+        assert!(matches!(
+            bank.mint(s.request(10, 1), &mut |_| {}),
+            Err(BankError::AuditorInactive { .. })
+        ));
+        assert!(!path.exists());
     }
 }

@@ -13,8 +13,8 @@ use crate::wallet::write_file_atomic;
 use mupib_protocol::cert::b58;
 use mupib_protocol::token::{Token, TokenId};
 
-/// Version of the bank state file format.
-pub const BANK_STATE_VERSION: u32 = 1;
+/// Version of the bank state file format (2: batches are bound to an auditor).
+pub const BANK_STATE_VERSION: u32 = 2;
 
 /// One batch of a planned mint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +28,9 @@ pub struct PlannedBatch {
 /// A mint planned in the state file before its first transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MintJob {
+    /// The auditor every batch of the mint is bound to (the only one that may redeem them).
+    #[serde(with = "b58::pubkey")]
+    pub auditor: Pubkey,
     /// Value of each token.
     pub value: u64,
     /// Issue time of every token.
@@ -45,6 +48,9 @@ pub struct MintJob {
 pub struct BatchRecord {
     /// The batch id.
     pub batch_id: u64,
+    /// The auditor the batch is bound to (part of its address).
+    #[serde(with = "b58::pubkey")]
+    pub auditor: Pubkey,
     /// The batch PDA.
     #[serde(with = "b58::pubkey")]
     pub batch: Pubkey,

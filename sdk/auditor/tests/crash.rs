@@ -1,17 +1,21 @@
-//! Crash safety of the SQLite store: a child process (this test binary, re-executed) is killed
-//! with `abort()` at each step inside the write transaction of an intake, a block submission, a
-//! decision application, a forgery report with a flushed block, and settlement calls. The parent
-//! reopens the database and checks that the state equals the state before the interrupted step,
-//! then re-runs the step and checks it gives the same result and the same state as a run that
-//! never crashed. A crash right after the commit must leave exactly the committed state, and
-//! re-applying a decided block must neither change state nor pay twice.
+//! Crash safety of the durable stores, SQLite and PostgreSQL: a child process (this test binary,
+//! re-executed) is killed with `abort()` at each step inside the write transaction of an intake,
+//! a block submission, a decision application, a forgery report with a flushed block, and
+//! settlement calls. The parent reopens the database and checks that the state equals the state
+//! before the interrupted step, then re-runs the step and checks it gives the same result and the
+//! same state as a run that never crashed. A crash right after the commit must leave exactly the
+//! committed state, and re-applying a decided block must neither change state nor pay twice.
+//!
+//! On PostgreSQL the child dies with its server transaction open (the server rolls it back when
+//! the connection drops); each state lives in a schema of its own on the `MUPIB_TEST_POSTGRES`
+//! server, and the tests are skipped without it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use mupib_auditor::{Auditor, AuditorConfig, SimulatedChain, TransactionSummary};
 
-use mupib_auditor::store::{SqliteStore, Store};
+use mupib_auditor::store::{PostgresStore, SqliteStore, Store, TestPostgres};
 use mupib_protocol::block::BlockVerifier;
 use mupib_protocol::money::Withholding;
 use mupib_protocol::payout::VendorPayout;
@@ -22,6 +26,7 @@ use mupib_protocol::trust::{TrustModel, TrustScale};
 use mupib_protocol::Pubkey;
 
 const ENV_DB: &str = "MUPIB_CRASH_DB";
+const ENV_BACKEND: &str = "MUPIB_CRASH_BACKEND";
 const ENV_SCENARIO: &str = "MUPIB_CRASH_SCENARIO";
 const ENV_STEP: &str = "MUPIB_CRASH_STEP";
 const AFTER_COMMIT: &str = "after-commit";
@@ -100,8 +105,7 @@ fn chain() -> SimulatedChain {
     chain
 }
 
-fn open(path: &Path, w0: u64) -> Auditor<SqliteStore> {
-    let store = SqliteStore::open(path).expect("open store");
+fn engine<S: Store>(store: S, w0: u64) -> Auditor<S> {
     Auditor::new(
         store,
         AuditorConfig {
@@ -113,6 +117,82 @@ fn open(path: &Path, w0: u64) -> Auditor<SqliteStore> {
         },
     )
     .expect("auditor")
+}
+
+fn open(path: &Path, w0: u64) -> Auditor<SqliteStore> {
+    engine(SqliteStore::open(path).expect("open store"), w0)
+}
+
+/// A step hook: called with each step's name inside a write transaction.
+type StepHook = Box<dyn FnMut(&'static str) + Send>;
+
+/// A durable store under test: where a state lives (`place`: a file, a schema), how to open it
+/// with a step hook, dump it, and make another place holding the same state.
+trait Backend {
+    type S: Store;
+    /// The name the child process is told.
+    const NAME: &'static str;
+    fn open(&self, place: &str) -> Self::S;
+    fn set_hook(store: &mut Self::S, hook: StepHook);
+    fn dump(&self, place: &str) -> String;
+    /// A new, empty place named after `label`.
+    fn place(&self, dir: &Path, label: &str) -> String;
+    /// A new place holding the state of `base`, which `scenario`'s setup built.
+    fn copy(&self, scenario: Scenario, base: &str, dir: &Path, label: &str) -> String;
+}
+
+struct Sqlite;
+
+impl Backend for Sqlite {
+    type S = SqliteStore;
+    const NAME: &'static str = "sqlite";
+    fn open(&self, place: &str) -> SqliteStore {
+        SqliteStore::open(place).expect("open store")
+    }
+    fn set_hook(store: &mut SqliteStore, hook: StepHook) {
+        store.set_step_hook(Some(hook));
+    }
+    fn dump(&self, place: &str) -> String {
+        self.open(place).dump().expect("dump")
+    }
+    fn place(&self, dir: &Path, label: &str) -> String {
+        dir.join(format!("{}.db", label.replace(':', "-")))
+            .to_str()
+            .expect("utf-8 path")
+            .to_owned()
+    }
+    fn copy(&self, _: Scenario, base: &str, dir: &Path, label: &str) -> String {
+        let place = self.place(dir, label);
+        // The setup closed its connection: the WAL was checkpointed into the main file.
+        std::fs::copy(base, &place).expect("copy database");
+        place
+    }
+}
+
+struct Postgres(TestPostgres);
+
+impl Backend for Postgres {
+    type S = PostgresStore;
+    const NAME: &'static str = "postgres";
+    fn open(&self, place: &str) -> PostgresStore {
+        self.0.open(place)
+    }
+    fn set_hook(store: &mut PostgresStore, hook: StepHook) {
+        store.set_step_hook(Some(hook));
+    }
+    fn dump(&self, place: &str) -> String {
+        self.open(place).dump().expect("dump")
+    }
+    fn place(&self, _: &Path, label: &str) -> String {
+        self.0.unique_schema(label)
+    }
+    fn copy(&self, scenario: Scenario, _: &str, dir: &Path, label: &str) -> String {
+        // A schema cannot be copied: the setup is deterministic, so it is built again (the
+        // crash checks compare the copy's dump with the base's, so a difference would show).
+        let place = self.place(dir, label);
+        scenario.setup(self, &place);
+        place
+    }
 }
 
 /// The scenarios: a deterministic setup, then the step that is interrupted.
@@ -190,8 +270,8 @@ impl Scenario {
     }
 
     /// Builds the state before the step.
-    fn setup(self, path: &Path) {
-        let mut auditor = open(path, self.w0());
+    fn setup<B: Backend>(self, backend: &B, place: &str) {
+        let mut auditor = engine(backend.open(place), self.w0());
         let mut chain = chain();
         match self {
             Scenario::IntakeDeliver | Scenario::SettlementBegin | Scenario::IntakeBatch => {
@@ -243,7 +323,7 @@ impl Scenario {
     }
 
     /// The interrupted step; returns a description of its result.
-    fn step(self, auditor: &mut Auditor<SqliteStore>) -> String {
+    fn step<S: Store>(self, auditor: &mut Auditor<S>) -> String {
         match self {
             Scenario::IntakeDeliver => format!(
                 "{:?}",
@@ -327,43 +407,48 @@ impl Scenario {
     }
 }
 
-fn dump(path: &Path) -> String {
-    SqliteStore::open(path)
-        .expect("reopen")
-        .dump()
-        .expect("dump")
-}
-
 /// Entry point of the child process: does nothing unless the parent set the environment.
 #[test]
 fn crash_child_entry_point() {
-    let (Ok(db), Ok(scenario), Ok(step)) = (
+    let (Ok(db), Ok(scenario), Ok(step), Ok(backend)) = (
         std::env::var(ENV_DB),
         std::env::var(ENV_SCENARIO),
         std::env::var(ENV_STEP),
+        std::env::var(ENV_BACKEND),
     ) else {
         return;
     };
     let scenario = Scenario::from_name(&scenario);
-    let mut auditor = open(Path::new(&db), scenario.w0());
-    let step_name = step.clone();
+    if backend == Postgres::NAME {
+        let server = TestPostgres::from_env("crash child").expect("the parent's server");
+        crash_child(&Postgres(server), &db, scenario, &step);
+    } else {
+        crash_child(&Sqlite, &db, scenario, &step);
+    }
+}
+
+/// Runs the step in the child and aborts the process at its `step` (`name#k`: the k-th time).
+fn crash_child<B: Backend>(backend: &B, db: &str, scenario: Scenario, step: &str) {
+    let mut auditor = engine(backend.open(db), scenario.w0());
+    let step_name = step.to_owned();
     // `name#k`: abort the k-th time the step is reached (group commits repeat steps).
     let (name, occurrence) = match step.split_once('#') {
         Some((name, k)) => (name.to_owned(), k.parse::<u32>().expect("occurrence")),
-        None => (step.clone(), 1),
+        None => (step.to_owned(), 1),
     };
     let target: &'static str = Box::leak(name.into_boxed_str());
     let mut seen = 0u32;
-    auditor
-        .store_mut()
-        .set_step_hook(Some(Box::new(move |name| {
+    B::set_hook(
+        auditor.store_mut(),
+        Box::new(move |name| {
             if name == target {
                 seen += 1;
                 if seen == occurrence {
                     std::process::abort();
                 }
             }
-        })));
+        }),
+    );
     scenario.step(&mut auditor);
     if step_name == AFTER_COMMIT {
         std::process::abort();
@@ -372,7 +457,7 @@ fn crash_child_entry_point() {
     std::process::exit(3);
 }
 
-fn run_child(db: &Path, scenario: Scenario, step: &str) -> std::process::ExitStatus {
+fn run_child(backend: &str, db: &str, scenario: Scenario, step: &str) -> std::process::ExitStatus {
     let exe = std::env::current_exe().expect("test binary");
     Command::new(exe)
         .args([
@@ -382,6 +467,7 @@ fn run_child(db: &Path, scenario: Scenario, step: &str) -> std::process::ExitSta
             "--test-threads=1",
         ])
         .env(ENV_DB, db)
+        .env(ENV_BACKEND, backend)
         .env(ENV_SCENARIO, scenario.name())
         .env(ENV_STEP, step)
         .stdout(std::process::Stdio::null())
@@ -390,44 +476,36 @@ fn run_child(db: &Path, scenario: Scenario, step: &str) -> std::process::ExitSta
         .expect("spawn child")
 }
 
-fn copy_db(from: &Path, to: &Path) {
-    // The setup closed its connection: the WAL was checkpointed into the main file.
-    std::fs::copy(from, to).expect("copy database");
-}
-
-fn check_scenario(scenario: Scenario) {
+fn check_scenario<B: Backend>(backend: &B, scenario: Scenario) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let base: PathBuf = dir.path().join("base.db");
-    scenario.setup(&base);
-    let before = dump(&base);
+    let base = backend.place(dir.path(), "base");
+    scenario.setup(backend, &base);
+    let before = backend.dump(&base);
 
     // Reference: the step without a crash.
-    let reference_db = dir.path().join("reference.db");
-    copy_db(&base, &reference_db);
-    let mut reference = open(&reference_db, scenario.w0());
+    let reference_db = backend.copy(scenario, &base, dir.path(), "reference");
+    assert_eq!(backend.dump(&reference_db), before, "{scenario:?}: copy");
+    let mut reference = engine(backend.open(&reference_db), scenario.w0());
     let reference_result = scenario.step(&mut reference);
     drop(reference);
-    let after = dump(&reference_db);
+    let after = backend.dump(&reference_db);
     assert_ne!(before, after, "{scenario:?}: the step must change state");
 
     for step in scenario.steps() {
-        let db = dir
-            .path()
-            .join(format!("crash-{}.db", step.replace(':', "-")));
-        copy_db(&base, &db);
-        let status = run_child(&db, scenario, step);
+        let db = backend.copy(scenario, &base, dir.path(), &format!("crash-{step}"));
+        let status = run_child(B::NAME, &db, scenario, step);
         assert!(
             !status.success() && status.code() != Some(3),
             "{scenario:?} at {step}: the child did not crash there (status {status:?})"
         );
-        let state = dump(&db);
+        let state = backend.dump(&db);
         if step == AFTER_COMMIT {
             assert_eq!(
                 state, after,
                 "{scenario:?}: a crash after commit keeps the committed state"
             );
             if scenario.idempotent() {
-                let mut auditor = open(&db, scenario.w0());
+                let mut auditor = engine(backend.open(&db), scenario.w0());
                 assert_eq!(
                     scenario.step(&mut auditor),
                     reference_result,
@@ -435,7 +513,7 @@ fn check_scenario(scenario: Scenario) {
                 );
                 drop(auditor);
                 assert_eq!(
-                    dump(&db),
+                    backend.dump(&db),
                     after,
                     "{scenario:?}: re-running a committed step changes nothing"
                 );
@@ -446,45 +524,49 @@ fn check_scenario(scenario: Scenario) {
             state, before,
             "{scenario:?} at {step}: state must equal the state before the step"
         );
-        let mut auditor = open(&db, scenario.w0());
+        let mut auditor = engine(backend.open(&db), scenario.w0());
         assert_eq!(
             scenario.step(&mut auditor),
             reference_result,
             "{scenario:?} at {step}: re-run result"
         );
         drop(auditor);
-        assert_eq!(dump(&db), after, "{scenario:?} at {step}: re-run state");
+        assert_eq!(
+            backend.dump(&db),
+            after,
+            "{scenario:?} at {step}: re-run state"
+        );
     }
 }
 
 #[test]
 fn crash_during_intake_delivery_loses_nothing() {
-    check_scenario(Scenario::IntakeDeliver);
+    check_scenario(&Sqlite, Scenario::IntakeDeliver);
 }
 
 #[test]
 fn crash_during_block_submission_loses_nothing() {
-    check_scenario(Scenario::IntakeFormsBlock);
+    check_scenario(&Sqlite, Scenario::IntakeFormsBlock);
 }
 
 #[test]
 fn crash_during_decision_handling_never_pays_twice() {
-    check_scenario(Scenario::ApplyDecisions);
+    check_scenario(&Sqlite, Scenario::ApplyDecisions);
 }
 
 #[test]
 fn crash_during_forgery_report_with_flushed_block_loses_nothing() {
-    check_scenario(Scenario::ForgeryFlush);
+    check_scenario(&Sqlite, Scenario::ForgeryFlush);
 }
 
 #[test]
 fn crash_during_settlement_begin_loses_nothing() {
-    check_scenario(Scenario::SettlementBegin);
+    check_scenario(&Sqlite, Scenario::SettlementBegin);
 }
 
 #[test]
 fn crash_during_settlement_completion_never_pays_twice() {
-    check_scenario(Scenario::SettlementComplete);
+    check_scenario(&Sqlite, Scenario::SettlementComplete);
 }
 
 /// A crash anywhere inside the group commit of a batch of intakes leaves none of the batch
@@ -492,7 +574,7 @@ fn crash_during_settlement_completion_never_pays_twice() {
 /// and re-running the batch gives the outcomes and the state of a run that never crashed.
 #[test]
 fn crash_inside_a_group_commit_leaves_nothing_of_the_batch() {
-    check_scenario(Scenario::IntakeBatch);
+    check_scenario(&Sqlite, Scenario::IntakeBatch);
 }
 
 /// The batch scenario does what the crash test relies on: a block forms mid-batch, a later
@@ -501,7 +583,7 @@ fn crash_inside_a_group_commit_leaves_nothing_of_the_batch() {
 fn group_commit_scenario_forms_a_block_holds_and_catches_a_double_spend() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("auditor.db");
-    Scenario::IntakeBatch.setup(&db);
+    Scenario::IntakeBatch.setup(&Sqlite, db.to_str().expect("utf-8 path"));
     let mut auditor = open(&db, 10);
     let result = Scenario::IntakeBatch.step(&mut auditor);
     for expected in [
@@ -524,7 +606,7 @@ fn group_commit_scenario_forms_a_block_holds_and_catches_a_double_spend() {
 fn pending_block_is_resubmitted_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("auditor.db");
-    Scenario::IntakeFormsBlock.setup(&db);
+    Scenario::IntakeFormsBlock.setup(&Sqlite, db.to_str().expect("utf-8 path"));
     {
         let mut auditor = open(&db, 10);
         let out = auditor.intake(&tx(4, tokens(9, 3))).expect("intake");
@@ -543,4 +625,71 @@ fn pending_block_is_resubmitted_after_restart() {
         .is_empty());
     // Resuming again finds nothing to do.
     assert!(auditor.resume(&mut chain).expect("resume").is_empty());
+}
+
+/// The same scenarios on PostgreSQL (skipped without `MUPIB_TEST_POSTGRES`).
+mod postgres {
+    use super::*;
+
+    fn check(test: &str, scenario: Scenario) {
+        if let Some(server) = TestPostgres::from_env(test) {
+            check_scenario(&Postgres(server), scenario);
+        }
+    }
+
+    #[test]
+    fn crash_during_intake_delivery_loses_nothing() {
+        check(
+            "crash_during_intake_delivery_loses_nothing",
+            Scenario::IntakeDeliver,
+        );
+    }
+
+    #[test]
+    fn crash_during_block_submission_loses_nothing() {
+        check(
+            "crash_during_block_submission_loses_nothing",
+            Scenario::IntakeFormsBlock,
+        );
+    }
+
+    #[test]
+    fn crash_during_decision_handling_never_pays_twice() {
+        check(
+            "crash_during_decision_handling_never_pays_twice",
+            Scenario::ApplyDecisions,
+        );
+    }
+
+    #[test]
+    fn crash_during_forgery_report_with_flushed_block_loses_nothing() {
+        check(
+            "crash_during_forgery_report_with_flushed_block_loses_nothing",
+            Scenario::ForgeryFlush,
+        );
+    }
+
+    #[test]
+    fn crash_during_settlement_begin_loses_nothing() {
+        check(
+            "crash_during_settlement_begin_loses_nothing",
+            Scenario::SettlementBegin,
+        );
+    }
+
+    #[test]
+    fn crash_during_settlement_completion_never_pays_twice() {
+        check(
+            "crash_during_settlement_completion_never_pays_twice",
+            Scenario::SettlementComplete,
+        );
+    }
+
+    #[test]
+    fn crash_inside_a_group_commit_leaves_nothing_of_the_batch() {
+        check(
+            "crash_inside_a_group_commit_leaves_nothing_of_the_batch",
+            Scenario::IntakeBatch,
+        );
+    }
 }

@@ -2,13 +2,13 @@
 //! the auditor's next payout number, atomically with its transfers; a signed transaction
 //! executes at most once; a closed account fails the whole transaction; blockhashes expire):
 //! every payout made exactly once through lost answers, expiries, closed accounts, empty funds,
-//! a stranger's interference and a crash at every step of the SQLite store.
+//! a stranger's interference and a crash at every step of the SQLite and PostgreSQL stores.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mupib_auditor::settlement::{settle_once, Blocked, SettlementReport};
-use mupib_auditor::store::{ChangeSet, MemoryStore, SqliteStore, Store};
+use mupib_auditor::store::{ChangeSet, MemoryStore, SqliteStore, Store, TestPostgres};
 use mupib_auditor::testkit::{FakePayouts, AUDITOR};
 use mupib_auditor::{Auditor, AuditorConfig};
 use mupib_protocol::money::Withholding;
@@ -331,6 +331,41 @@ fn record_moved_by_an_unknown_transaction_stops_settlement_with_an_alarm() {
 /// including right after each commit: the next run completes every payout exactly once.
 #[test]
 fn crash_at_every_store_step_of_settlement_pays_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    crash_at_every_settlement_step(
+        || {
+            n += 1;
+            dir.path().join(format!("auditor-{n}.sqlite"))
+        },
+        |path| SqliteStore::open(path).unwrap(),
+        |store, hook| store.set_step_hook(Some(hook)),
+    );
+}
+
+/// The same on PostgreSQL (each run on a fresh schema; skipped without `MUPIB_TEST_POSTGRES`):
+/// the panic leaves the server transaction, which rolls back.
+#[test]
+fn crash_at_every_store_step_of_postgres_settlement_pays_exactly_once() {
+    let Some(server) = TestPostgres::from_env(
+        "crash_at_every_store_step_of_postgres_settlement_pays_exactly_once",
+    ) else {
+        return;
+    };
+    crash_at_every_settlement_step(
+        || server.unique_schema("settle"),
+        |schema| server.open(schema),
+        |store, hook| store.set_step_hook(Some(hook)),
+    );
+}
+
+type StepHook = Box<dyn FnMut(&'static str) + Send>;
+
+fn crash_at_every_settlement_step<P, S: Store>(
+    mut place: impl FnMut() -> P,
+    open: impl Fn(&P) -> S,
+    set_hook: impl Fn(&mut S, StepHook),
+) {
     let steps = [
         "settlement:begin",
         "settlement:signed",
@@ -339,23 +374,25 @@ fn crash_at_every_store_step_of_settlement_pays_exactly_once() {
     ];
     for step in steps {
         for occurrence in 1..=4u32 {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("auditor.sqlite");
+            let path = place();
             let owed = [(1u8, 100u64), (2, 200), (3, 300)];
-            drop(owing(SqliteStore::open(&path).unwrap(), &owed));
+            drop(owing(open(&path), &owed));
             let payouts = FakePayouts::funded(10_000);
             // The crashing run: panics inside the store transaction at the chosen step.
             let crashed = catch_unwind(AssertUnwindSafe(|| {
-                let mut store = SqliteStore::open(&path).unwrap();
+                let mut store = open(&path);
                 let mut seen = 0u32;
-                store.set_step_hook(Some(Box::new(move |name| {
-                    if name == step {
-                        seen += 1;
-                        if seen == occurrence {
-                            panic!("crash at {step}#{occurrence}");
+                set_hook(
+                    &mut store,
+                    Box::new(move |name| {
+                        if name == step {
+                            seen += 1;
+                            if seen == occurrence {
+                                panic!("crash at {step}#{occurrence}");
+                            }
                         }
-                    }
-                })));
+                    }),
+                );
                 let mut engine = Auditor::new(store, config()).unwrap();
                 settle(&mut engine, &mut payouts.clone());
             }));
@@ -366,7 +403,7 @@ fn crash_at_every_store_step_of_settlement_pays_exactly_once() {
                 );
             }
             // Recovery by a fresh process.
-            let mut engine = Auditor::new(SqliteStore::open(&path).unwrap(), config()).unwrap();
+            let mut engine = Auditor::new(open(&path), config()).unwrap();
             let report = settle(&mut engine, &mut payouts.clone());
             assert_eq!(report.blocked, None, "{step}#{occurrence}: {report:?}");
             for (vendor, amount) in owed {

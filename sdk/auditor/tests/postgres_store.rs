@@ -317,3 +317,29 @@ fn tls_verifies_the_server_and_encrypts_every_connection() {
         other => panic!("a self-signed server certificate was accepted: {other:?}"),
     }
 }
+
+/// The service calls the engine from `spawn_blocking`: the synchronous client (which runs its
+/// own small runtime) works there, opening the store included.
+#[test]
+fn usable_from_tokio_blocking_threads() {
+    let server = server!("usable_from_tokio_blocking_threads");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let next = runtime.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            let mut store = server.fresh_store("tokio");
+            store
+                .apply(&ChangeSet {
+                    block_id_claim: Some(1),
+                    ..ChangeSet::default()
+                })
+                .unwrap();
+            store.next_block_id().unwrap()
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(next, 2);
+}

@@ -5,14 +5,17 @@
 //! - lamports fee per verified token (fee payer's balance change / tokens in the transaction);
 //! - account bytes touched per token (data loaded by a verification transaction, and data
 //!   bytes that changed, per token);
-//! - SHA-256 calls per token.
+//! - SHA-256 calls per token;
+//! - the settlement transaction (payout record + one `transfer_checked` per vendor): its size
+//!   at `MAX_VENDORS_PER_BATCH` vendors and the most vendors that fit 1232 bytes.
 //!
-//! Run: `cargo bench -p mupib-sdk --bench program_costs`.
+//! Run: `cargo bench -p mupib-chain --bench program_costs`.
 #![allow(clippy::unwrap_used)]
 
 use mupib::constants::MAX_BATCH_TOKENS;
 use mupib_chain::deploy::Deployment;
 use mupib_chain::ledger::{EmbeddedLedger, Ledger};
+use mupib_chain::payouts::{max_vendors_per_transaction, settlement_transaction_size};
 use mupib_chain::program::packer::{pack_block, VerifyAccounts};
 use mupib_chain::program::pda;
 use mupib_protocol::token::Token;
@@ -191,4 +194,16 @@ fn main() {
     println!();
     println!("SHA-256 calls per token: 1 (mupib::commitment over the 19-byte tag + 16-byte digest, once per");
     println!("  undecided position; not metered natively — the program's block_verify_chunk path has no other hash)");
+    println!();
+
+    // Settlement: one transaction per batch of vendors.
+    let vendors = mupib_protocol::payout::MAX_VENDORS_PER_BATCH;
+    println!(
+        "settlement transaction (payout_record + transfer_checked per vendor, auditor signs alone):"
+    );
+    println!(
+        "  {vendors} vendors (MAX_VENDORS_PER_BATCH): {} bytes; at most {} vendors fit 1232 bytes",
+        settlement_transaction_size(vendors).unwrap(),
+        max_vendors_per_transaction().unwrap()
+    );
 }

@@ -8,16 +8,19 @@
 //! | [`spl`] | the payment mint and payment accounts |
 //! | [`batch`] | publish a batch (resumable) |
 //! | [`verifier`] | verify a block (resumable): [`verifier::ChainVerifier`], the auditor's `BlockVerifier` |
+//! | [`payouts`] | pay vendors exactly once: [`payouts::LedgerPayouts`], the auditor's `PayoutSender` |
 //! | [`deploy`] | a fresh deployment on a test ledger (demo, benchmarks, tests) |
 //!
 //! One implementation per chain flow: the `mupib` commands, the demo, the auditor service and
-//! the tests all publish through [`batch`] and verify through [`verifier`].
+//! the tests all publish through [`batch`], verify through [`verifier`] and pay through
+//! [`payouts`].
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod admin;
 pub mod batch;
 pub mod deploy;
 pub mod ledger;
+pub mod payouts;
 pub mod program;
 pub mod spl;
 pub mod verifier;

@@ -612,7 +612,7 @@ fn unknown_command_argument_is_refused_with_usage() {
         "bank",
         "mint",
         "--auditor",
-        &auditor.pubkey.to_string(),
+        &bank.pubkey.to_string(),
         "--count",
         "1",
         "--value",

@@ -24,6 +24,9 @@ const MIGRATION_LOCK_CLASS: i32 = 0x6d75_7069; // "mupi"
 /// Applies the migrations above the database's version in `schema` (the connection's
 /// `search_path` points there), under the advisory lock.
 pub(super) fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
+    // This connection only migrates: waiting for another instance's migration, or a long one,
+    // must not hit the store's statement timeout.
+    client.batch_execute("SET statement_timeout = 0")?;
     client.execute(
         "SELECT pg_advisory_lock($1, hashtext($2))",
         &[&MIGRATION_LOCK_CLASS, &schema],
@@ -38,13 +41,28 @@ pub(super) fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreErro
 }
 
 fn migrate_locked(client: &mut Client, schema: &str) -> Result<(), StoreError> {
-    // `schema` is checked to be a plain identifier when the options are read.
-    client.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema}; \
-         CREATE TABLE IF NOT EXISTS {schema}.schema_migrations ( \
-             version    BIGINT      PRIMARY KEY, \
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    ))?;
+    // `schema` is checked to be a plain identifier when the options are read. An existing
+    // schema is not created again: that would need the CREATE privilege on the database,
+    // which a deployment's role may rightly lack.
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])?
+        .is_some();
+    if !exists {
+        client.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
+    }
+    let tracked = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{schema}.schema_migrations")],
+        )?
+        .try_get::<_, bool>(0)?;
+    if !tracked {
+        client.batch_execute(&format!(
+            "CREATE TABLE {schema}.schema_migrations ( \
+                 version    BIGINT      PRIMARY KEY, \
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        ))?;
+    }
     let current = version(client)?;
     if current > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {

@@ -7,6 +7,7 @@
 //! | [`admin`] | initialise `Config`, register banks and auditors, pause |
 //! | [`spl`] | the payment mint and payment accounts |
 //! | [`batch`] | publish a batch (resumable) |
+//! | [`batch_directory`] | the batches bound to an auditor, as intake reads them: [`batch_directory::LedgerBatches`] |
 //! | [`verifier`] | verify a block (resumable): [`verifier::ChainVerifier`], the auditor's `BlockVerifier` |
 //! | [`payouts`] | pay vendors exactly once: [`payouts::LedgerPayouts`], the auditor's `PayoutSender` |
 //! | [`deploy`] | a fresh deployment on a test ledger (demo, benchmarks, tests) |
@@ -18,6 +19,7 @@
 
 pub mod admin;
 pub mod batch;
+pub mod batch_directory;
 pub mod deploy;
 pub mod ledger;
 pub mod payouts;

@@ -425,3 +425,38 @@ fn second_auditor_cannot_feed_someone_elses_block() {
         0
     );
 }
+
+#[test]
+fn batch_directory_shows_an_auditor_only_the_batches_bound_to_it() {
+    use mupib_chain::batch_directory::LedgerBatches;
+    use mupib_protocol::batch::{BatchDirectory, BatchTerms};
+    let ledger = Arc::new(EmbeddedLedger::ephemeral().unwrap());
+    let d = Deployment::setup(ledger.as_ref(), 6, 100 * VALUE).unwrap();
+    d.issue_batch(ledger.as_ref(), 1, 8, VALUE, true).unwrap();
+    d.issue_batch(ledger.as_ref(), 2, 4, VALUE, false).unwrap();
+    let bank = d.bank.pubkey();
+    let expires_at = fetch_batch(
+        ledger.as_ref(),
+        &pda::batch(&bank, &d.auditor.pubkey(), 1).0,
+    )
+    .unwrap()
+    .unwrap()
+    .header
+    .expires_at;
+    let own = LedgerBatches::new(ledger.clone(), d.auditor.pubkey());
+    assert_eq!(
+        own.batch_terms(&bank, 1).unwrap(),
+        Some(BatchTerms {
+            value: VALUE,
+            token_count: 8,
+            sealed: true,
+            expires_at,
+        })
+    );
+    assert!(!own.batch_terms(&bank, 2).unwrap().unwrap().sealed);
+    assert_eq!(own.batch_terms(&bank, 3).unwrap(), None, "never created");
+    // Another auditor sees none of them: they are not at its addresses.
+    let other = LedgerBatches::new(ledger.clone(), Pubkey::new_unique());
+    assert_eq!(other.batch_terms(&bank, 1).unwrap(), None);
+    assert_eq!(other.batch_terms(&bank, 2).unwrap(), None);
+}

@@ -37,6 +37,7 @@ enum Commands {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    init_logging(&cli.command);
     match cli.command {
         Commands::Demo(args) => args.execute(),
         Commands::Sim(args) => args.execute(),
@@ -47,4 +48,24 @@ fn main() -> anyhow::Result<()> {
         Commands::User(command) => command.execute(),
         Commands::Vendor(command) => command.execute(),
     }
+}
+
+/// Logs to stderr: `RUST_LOG` if set, else `info` for the long-running services and `warn` for
+/// the other commands. tarpc (inside the embedded ledger's bank client) warns on every call that
+/// no OpenTelemetry layer is installed; that is noise here, so it is always off.
+fn init_logging(command: &Commands) {
+    use tracing_subscriber::EnvFilter;
+    let default = match command {
+        Commands::Auditor(commands::auditor::Command::Serve(_)) | Commands::Localnet(_) => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = match "tarpc=off".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .try_init();
 }

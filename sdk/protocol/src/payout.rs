@@ -116,8 +116,11 @@ pub struct SignedPayout {
 pub enum SendOutcome {
     /// It executed successfully.
     Executed,
-    /// It was refused or failed, definitively: this signed transaction can never execute.
-    /// `vendor` names the destination that failed, when the failure points at one.
+    /// It was refused or failed, definitively: *these bytes* can never execute. It does not say
+    /// the batch never paid: an earlier copy or version may have landed (e.g. a resend refused
+    /// with "blockhash not found" after a restart), so read [`PayoutSender::record`] before
+    /// giving the batch up. `vendor` names the destination that failed, when the failure points
+    /// at one.
     Failed {
         /// What the chain said.
         reason: String,

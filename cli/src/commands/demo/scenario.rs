@@ -217,7 +217,7 @@ pub fn run(ledger: Arc<dyn Ledger>, params: &ScenarioParams) -> anyhow::Result<S
         Decision::Unpublished,
     ));
 
-    let batch = pda::batch(&bank, 1).0;
+    let batch = pda::batch(&bank, &deployment.auditor.pubkey(), 1).0;
     let escrow = pda::escrow(&batch).0;
     let escrow_before = token_balance(ledger.as_ref(), &escrow)?;
     let auditor_before = token_balance(ledger.as_ref(), &deployment.auditor_token)?;

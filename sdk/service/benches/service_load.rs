@@ -17,7 +17,8 @@
 //! What runs:
 //! - the service in-process ([`RunningService::start`]) on `127.0.0.1:0`, with the durable
 //!   SQLite store and journal in a temporary directory (WAL, `synchronous = FULL`), default
-//!   settings (2 async worker threads, intake off the async threads), blocks verified by a
+//!   settings (2 async worker threads, intake off the async threads, the default limits: every
+//!   request signed and verified, in-flight cap, per-vendor rate), blocks verified by a
 //!   [`SimulatedChain`] (the chain is not what is measured), settlement off;
 //! - one OS thread per vendor, each with its own [`VendorClient`] (blocking reqwest, one
 //!   keep-alive connection), submitting its own pre-generated transactions back to back
@@ -350,12 +351,10 @@ fn run_load(work: &Workload, dir: Option<&Path>, duration: Duration) -> BenchRes
     let auditor = pubkey_of(&work.auditor_key);
     let mut clients = Vec::with_capacity(work.vendors.len());
     for (vendor, cert) in &work.vendors {
-        clients.push(VendorClient::new(
-            url.clone(),
-            vendor.clone(),
-            cert.clone(),
-            auditor,
-        )?);
+        clients.push(
+            VendorClient::new(url.clone(), vendor.clone(), cert.clone(), auditor)?
+                .with_clock(Arc::new(|| NOW)),
+        );
     }
     let barrier = Barrier::new(clients.len() + 1);
     let deadline = std::sync::OnceLock::new();
@@ -380,7 +379,11 @@ fn run_load(work: &Workload, dir: Option<&Path>, duration: Duration) -> BenchRes
         }
         Ok((stats, started.elapsed()))
     })?;
-    let metrics = reqwest::blocking::get(format!("{url}/metrics"))?.text()?;
+    let metrics = reqwest::blocking::Client::new()
+        .get(format!("{url}/metrics"))
+        .bearer_auth(service.operator_token())
+        .send()?
+        .text()?;
     let stopping = Instant::now();
     service.shutdown()?;
     let shutdown = stopping.elapsed();

@@ -1,79 +1,170 @@
-//! The HTTP API (axum): routes, handlers and the JSON views of traces.
+//! The HTTP API (axum): routes, who may call them, handlers and the JSON views of traces.
 //!
-//! | method | path | answer |
-//! |---|---|---|
-//! | POST | `/v1/transactions` | a countersigned [`PaymentTransaction`] → [`SubmitAnswer`] (signed deliver / wait / reject) |
-//! | POST | `/v1/transactions/batch` | an array of them (one signature batch) → array of [`BatchItem`] |
-//! | GET | `/v1/transactions/{id}/answer` | the current signed answer (404 if unknown) |
-//! | GET | `/v1/transactions/{id}/final?wait=30s` | long-poll until final (at most 60 s), else the current wait answer |
-//! | GET | `/v1/transactions/{id}` | the transaction's trace |
-//! | GET | `/v1/users/{user}` | [`UserView`]: trust, block size, suspension |
-//! | GET | `/v1/vendors/{vendor}` | the vendor's payout account |
-//! | GET | `/v1/tokens/{bank:batch:serial}` | the token's trace |
-//! | GET | `/v1/blocks/{id}` | the block's trace (members, decisions, trust update) |
-//! | POST | `/v1/settle` | run settlement now (recovery first; idempotent) → the report |
-//! | GET | `/v1/status` | pending blocks, pending payouts, settlement journal |
-//! | GET | `/health` | liveness |
-//! | GET | `/metrics` | Prometheus text |
+//! | method | path | answer | vendor | operator |
+//! |---|---|---|---|---|
+//! | POST | `/v1/transactions` | a countersigned [`PaymentTransaction`] → [`SubmitAnswer`] (signed deliver / wait / reject) | its own transactions | ✓ |
+//! | POST | `/v1/transactions/batch` | an array of them (one signature batch) → array of [`BatchItem`] | its own transactions | ✓ |
+//! | GET | `/v1/transactions/{id}/answer` | the current signed answer (404 if unknown) | its own | ✓ |
+//! | GET | `/v1/transactions/{id}/final?wait=30s` | long-poll until final (at most 60 s), else the current wait answer | its own | ✓ |
+//! | GET | `/v1/transactions/{id}` | the transaction's trace | its own | ✓ |
+//! | GET | `/v1/users/{user}` | [`UserView`]: trust, block size, suspension | any user | ✓ |
+//! | GET | `/v1/vendors/{vendor}` | the vendor's payout account | itself | ✓ |
+//! | GET | `/v1/tokens/{bank:batch:serial}` | the token's trace | – | ✓ |
+//! | GET | `/v1/blocks/{id}` | the block's trace (members, decisions, trust update) | – | ✓ |
+//! | POST | `/v1/settle` | run settlement now (recovery first; idempotent) → the report | – | ✓ |
+//! | GET | `/v1/status` | pending blocks, pending payouts, settlement journal | – | ✓ |
+//! | POST | `/v1/registry/revoke` | [`RevokeRequest`] → [`RevokeAnswer`]: the key is refused from the next request on | – | ✓ |
+//! | GET | `/metrics` | Prometheus text | – | ✓ |
+//! | GET | `/health` | liveness (open to anyone) | ✓ | ✓ |
 //!
-//! Errors are `{ "error": { "code", "message" } }` ([`ApiError`]): 400 malformed, 401 bad
-//! signature, 403 unknown identity, 404 unknown, 413 too large, 503 overloaded / shutting down.
+//! Authentication and the vendor's scope: [`crate::access`]. Limits in front of the handlers:
+//! requests in flight ([`crate::ServiceConfig::max_in_flight`], shared by every authenticated
+//! route but the long-poll) and long-polls ([`crate::ServiceConfig::max_long_polls`]), both
+//! `tower` concurrency limits with load shedding (503 + `Retry-After`); bodies bounded in size and
+//! time (tower-http `RequestBodyTimeoutLayer` and [`crate::access`]); write routes take
+//! `Content-Type: application/json` only (415) and refuse unknown fields (400).
+//!
+//! Errors are `{ "error": { "code", "message" } }` ([`ApiError`]): 400 malformed, 401 missing or
+//! failed credentials, 403 not allowed, 404 unknown, 408 body too slow, 413 too large, 415 not
+//! JSON, 429 rate limited, 503 overloaded / busy / shutting down; every one is counted by code.
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use mupib_auditor::settlement::SettlementReport;
 use mupib_auditor::store::{SettlementStatus, TransactionRecord};
 use mupib_protocol::decision::Decision;
 use mupib_protocol::token::TokenId;
 use mupib_protocol::transaction::{PaymentTransaction, TransactionId};
 use mupib_protocol::wire::{
-    BatchItem, BlockTrace, StatusView, SubmitAnswer, TokenTrace, TokenUse, TransactionTrace,
-    UserView, VendorView, MAX_LONG_POLL_SECS,
+    BatchItem, BlockTrace, RevokeAnswer, RevokeRequest, StatusView, SubmitAnswer, TokenTrace,
+    TokenUse, TransactionTrace, UserView, VendorView, MAX_LONG_POLL_SECS,
 };
 use mupib_protocol::Pubkey;
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::{BoxError, ServiceBuilder};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use super::error::ApiError;
+use super::access::{authenticate, require_json, Access, Caller, Guard};
+use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
 
-/// The router over `state`, with bodies bounded to `max_body_bytes`.
-pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
-    Router::new()
+/// The limits the router enforces (from [`crate::ServiceConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RouterLimits {
+    /// Largest request body (413).
+    pub max_body_bytes: usize,
+    /// Longest wait between body frames (408).
+    pub body_timeout: Duration,
+    /// Requests in flight on every authenticated route but the long-poll (503 above).
+    pub max_in_flight: usize,
+    /// Long-polls open at once (503 above).
+    pub max_long_polls: usize,
+}
+
+/// A concurrency limit shared by `routes` (one semaphore), shedding what exceeds it with 503.
+fn limited(
+    routes: Router<Arc<AppState>>,
+    semaphore: Arc<Semaphore>,
+    what: &'static str,
+) -> Router<Arc<AppState>> {
+    routes.route_layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(move |_: BoxError| async move {
+                ApiError::Busy {
+                    what,
+                    retry_after_secs: 1,
+                }
+            }))
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::with_semaphore(semaphore)),
+    )
+}
+
+fn guarded(
+    routes: Router<Arc<AppState>>,
+    state: &Arc<AppState>,
+    access: Access,
+) -> Router<Arc<AppState>> {
+    routes.route_layer(from_fn_with_state(
+        Guard {
+            state: Arc::clone(state),
+            access,
+        },
+        authenticate,
+    ))
+}
+
+/// Counts every error answer by its code.
+async fn count_errors(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
+        state.metrics.error(code);
+    }
+    response
+}
+
+/// The router over `state`: each route with who may call it and its limits.
+pub fn router(state: Arc<AppState>, limits: RouterLimits) -> Router {
+    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
+    let long_polls = Arc::new(Semaphore::new(limits.max_long_polls.max(1)));
+    let vendor_routes = Router::new()
         .route("/v1/transactions", post(submit))
         .route("/v1/transactions/batch", post(submit_batch))
         .route("/v1/transactions/{id}", get(transaction_trace))
         .route("/v1/transactions/{id}/answer", get(answer))
-        .route("/v1/transactions/{id}/final", get(final_answer))
         .route("/v1/users/{user}", get(user))
-        .route("/v1/vendors/{vendor}", get(vendor))
+        .route("/v1/vendors/{vendor}", get(vendor));
+    let vendor_routes = limited(
+        guarded(vendor_routes, &state, Access::Vendor),
+        Arc::clone(&in_flight),
+        "too many requests in flight",
+    );
+    let long_poll = Router::new().route("/v1/transactions/{id}/final", get(final_answer));
+    let long_poll = limited(
+        guarded(long_poll, &state, Access::Vendor),
+        long_polls,
+        "too many long-polls open",
+    );
+    let operator_routes = Router::new()
         .route("/v1/tokens/{token}", get(token_trace))
         .route("/v1/blocks/{id}", get(block_trace))
         .route("/v1/status", get(status))
         .route("/v1/settle", post(settle))
+        .route("/v1/registry/revoke", post(revoke))
+        .route("/metrics", get(metrics));
+    let operator_routes = limited(
+        guarded(operator_routes, &state, Access::Operator),
+        in_flight,
+        "too many requests in flight",
+    );
+    Router::new()
+        .merge(vendor_routes)
+        .merge(long_poll)
+        .merge(operator_routes)
         .route("/health", get(health))
-        .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(Limits {
-            state,
-            max_body_bytes,
-        })
-}
-
-#[derive(Clone)]
-struct Limits {
-    state: Arc<AppState>,
-    max_body_bytes: usize,
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .layer(from_fn_with_state(Arc::clone(&state), count_errors))
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {
@@ -127,16 +218,25 @@ fn reserve(
 }
 
 async fn submit(
-    State(limits): State<Limits>,
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SubmitAnswer>, ApiError> {
-    let state = limits.state;
-    let parsed = body_bytes(body, limits.max_body_bytes).and_then(|bytes| {
-        serde_json::from_slice::<PaymentTransaction>(&bytes).map_err(|e| ApiError::MalformedJson {
-            what: "payment transaction (JSON)",
-            detail: e.to_string(),
+    let parsed = require_json(&headers)
+        .and_then(|()| body_bytes(body, state.gate.max_body_bytes()))
+        .and_then(|bytes| {
+            serde_json::from_slice::<PaymentTransaction>(&bytes).map_err(|e| {
+                ApiError::MalformedJson {
+                    what: "payment transaction (JSON)",
+                    detail: e.to_string(),
+                }
+            })
         })
-    });
+        .and_then(|tx| {
+            caller.may_act_for(&tx.vendor_cert.subject, "submit the transactions")?;
+            Ok(tx)
+        });
     let tx = parsed.inspect_err(|_| state.metrics.refused())?;
     let permits = reserve(&state, 1)?;
     let mut answers = blocking(&state, move |s| Ok(s.submit(&[tx], permits))).await?;
@@ -147,11 +247,14 @@ async fn submit(
 }
 
 async fn submit_batch(
-    State(limits): State<Limits>,
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<BatchItem>>, ApiError> {
-    let state = limits.state;
-    let bytes = body_bytes(body, limits.max_body_bytes).inspect_err(|_| state.metrics.refused())?;
+    let bytes = require_json(&headers)
+        .and_then(|()| body_bytes(body, state.gate.max_body_bytes()))
+        .inspect_err(|_| state.metrics.refused())?;
     let txs: Vec<PaymentTransaction> = serde_json::from_slice(&bytes).map_err(|e| {
         state.metrics.refused();
         ApiError::MalformedJson {
@@ -159,6 +262,12 @@ async fn submit_batch(
             detail: e.to_string(),
         }
     })?;
+    // A vendor submits only its own transactions: one of another vendor refuses the whole batch.
+    for tx in &txs {
+        caller
+            .may_act_for(&tx.vendor_cert.subject, "submit the transactions")
+            .inspect_err(|_| state.metrics.refused())?;
+    }
     if txs.len() > state.max_batch {
         return Err(ApiError::InvalidTransaction(format!(
             "a batch carries {} transactions, the limit is {}; split it",
@@ -196,11 +305,16 @@ fn parse_pubkey(what: &'static str, text: &str) -> Result<Pubkey, ApiError> {
 }
 
 async fn answer(
-    State(limits): State<Limits>,
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<SubmitAnswer>, ApiError> {
     let id = parse_id(&id)?;
-    let answer = blocking(&limits.state, move |s| s.answer(&id)).await?;
+    let answer = blocking(&state, move |s| {
+        s.check_owner(caller, &id)?;
+        s.answer(&id)
+    })
+    .await?;
     answer
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("transaction {id} is unknown to this auditor")))
@@ -229,13 +343,14 @@ fn parse_wait(wait: Option<&str>) -> Result<Duration, ApiError> {
 }
 
 async fn final_answer(
-    State(limits): State<Limits>,
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(query): Query<WaitQuery>,
 ) -> Result<Json<SubmitAnswer>, ApiError> {
     let id = parse_id(&id)?;
     let wait = parse_wait(query.wait.as_deref())?;
-    let state = limits.state;
+    blocking(&state, move |s| s.check_owner(caller, &id)).await?;
     let deadline = tokio::time::Instant::now() + wait;
     let mut decided = state.decided.subscribe();
     let mut shutdown = state.shutdown.clone();
@@ -259,21 +374,23 @@ async fn final_answer(
 }
 
 async fn user(
-    State(limits): State<Limits>,
+    State(state): State<Arc<AppState>>,
     Path(user): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
     let user = parse_pubkey("user key (base58)", &user)?;
-    blocking(&limits.state, move |s| s.user_view(&user))
+    blocking(&state, move |s| s.user_view(&user))
         .await
         .map(Json)
 }
 
 async fn vendor(
-    State(limits): State<Limits>,
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(vendor): Path<String>,
 ) -> Result<Json<VendorView>, ApiError> {
     let vendor = parse_pubkey("vendor key (base58)", &vendor)?;
-    blocking(&limits.state, move |s| {
+    caller.may_act_for(&vendor, "read the account")?;
+    blocking(&state, move |s| {
         let account = s.core()?.engine.vendor(&vendor)?;
         Ok(VendorView {
             vendor: vendor.to_string(),
@@ -307,11 +424,13 @@ fn trace_of(record: &TransactionRecord, answer: Option<SubmitAnswer>) -> Transac
 }
 
 async fn transaction_trace(
-    State(limits): State<Limits>,
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<TransactionTrace>, ApiError> {
     let id = parse_id(&id)?;
-    blocking(&limits.state, move |s| {
+    blocking(&state, move |s| {
+        s.check_owner(caller, &id)?;
         let answer = s.answer(&id)?;
         let record = s.core()?.engine.transaction(&id)?.ok_or_else(|| {
             ApiError::NotFound(format!("transaction {id} is unknown to this auditor"))
@@ -323,7 +442,7 @@ async fn transaction_trace(
 }
 
 async fn token_trace(
-    State(limits): State<Limits>,
+    State(state): State<Arc<AppState>>,
     Path(token): Path<String>,
 ) -> Result<Json<TokenTrace>, ApiError> {
     let token = TokenId::from_str(&token).map_err(|detail| ApiError::BadParameter {
@@ -331,7 +450,7 @@ async fn token_trace(
         value: token.chars().take(120).collect(),
         detail,
     })?;
-    blocking(&limits.state, move |s| {
+    blocking(&state, move |s| {
         let core = s.core()?;
         let seen = core.engine.token_seen(&token)?;
         let mut uses = Vec::new();
@@ -374,7 +493,7 @@ async fn token_trace(
 }
 
 async fn block_trace(
-    State(limits): State<Limits>,
+    State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<BlockTrace>, ApiError> {
     let block_id: u64 =
@@ -384,7 +503,7 @@ async fn block_trace(
                 value: id.chars().take(40).collect(),
                 detail: e.to_string(),
             })?;
-    blocking(&limits.state, move |s| {
+    blocking(&state, move |s| {
         let core = s.core()?;
         let (record, members) = core.engine.block(block_id)?.ok_or_else(|| {
             ApiError::NotFound(format!("block {block_id} is unknown to this auditor"))
@@ -472,8 +591,8 @@ pub fn status_of(
     })
 }
 
-async fn status(State(limits): State<Limits>) -> Result<Json<StatusView>, ApiError> {
-    blocking(&limits.state, |s| {
+async fn status(State(state): State<Arc<AppState>>) -> Result<Json<StatusView>, ApiError> {
+    blocking(&state, |s| {
         let last = s.last_settlement()?;
         status_of(s.auditor(), &*s.core()?, last.as_ref())
     })
@@ -481,8 +600,8 @@ async fn status(State(limits): State<Limits>) -> Result<Json<StatusView>, ApiErr
     .map(Json)
 }
 
-async fn health(State(limits): State<Limits>) -> impl IntoResponse {
-    let shutting_down = *limits.state.shutdown.borrow();
+async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let shutting_down = *state.shutdown.borrow();
     let status = if shutting_down {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -492,22 +611,50 @@ async fn health(State(limits): State<Limits>) -> impl IntoResponse {
         status,
         Json(serde_json::json!({
             "status": if shutting_down { "shutting_down" } else { "ok" },
-            "auditor": limits.state.auditor().to_string(),
+            "auditor": state.auditor().to_string(),
         })),
     )
 }
 
-async fn metrics(State(limits): State<Limits>) -> impl IntoResponse {
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        limits.state.metrics.render(),
+        state.metrics.render(),
     )
 }
 
-async fn settle(State(limits): State<Limits>) -> Result<Json<SettlementReport>, ApiError> {
-    blocking(&limits.state, |s| {
+async fn settle(State(state): State<Arc<AppState>>) -> Result<Json<SettlementReport>, ApiError> {
+    blocking(&state, |s| {
         super::run_settlement(s).map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await
     .map(Json)
+}
+
+async fn revoke(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<RevokeAnswer>, ApiError> {
+    require_json(&headers)?;
+    let bytes = body_bytes(body, state.gate.max_body_bytes())?;
+    let request: RevokeRequest =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson {
+            what: "revoke request (JSON: {\"key\": \"<base58>\"})",
+            detail: e.to_string(),
+        })?;
+    let key = request.key;
+    let newly_revoked = blocking(&state, move |s| {
+        s.registry
+            .revoke(key)
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    })
+    .await?;
+    state.metrics.revocation();
+    tracing::info!(%key, newly_revoked, "key revoked by the operator");
+    Ok(Json(RevokeAnswer {
+        key,
+        newly_revoked,
+        durable: state.registry.durable(),
+    }))
 }

@@ -1,8 +1,9 @@
 //! Errors of the auditor service: [`ApiError`] (one HTTP request) renders as
-//! `{ "error": { "code": "...", "message": "..." } }` with the right status code;
+//! `{ "error": { "code": "...", "message": "..." } }` with the right status code (and
+//! `Retry-After` on 429 and 503);
 //! [`ServiceError`] is what starting, running or stopping the service can fail with.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mupib_auditor::store::StoreError;
@@ -59,6 +60,58 @@ pub enum ApiError {
     /// The block verification queue is full (503); retry after a moment.
     #[error("the auditor is overloaded (block verification queue full); retry in a few seconds")]
     Overloaded,
+    /// No credentials, or credentials that do not parse (401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The request's signature does not verify (401).
+    #[error("{0}")]
+    BadRequestSignature(String),
+    /// The request's timestamp is outside the service's window (401); the message names it.
+    #[error("{0}")]
+    StaleRequest(String),
+    /// This signed request (its key and nonce) was already received (401).
+    #[error("this signed request was already received (same key and nonce): a captured request cannot be replayed; sign every request afresh")]
+    ReplayedRequest,
+    /// The signing key holds no current, unrevoked vendor certificate (403).
+    #[error("{0}")]
+    UnknownCaller(String),
+    /// The operator token presented is not this service's (403).
+    #[error(
+        "the operator token is not this service's; use the operator.token of its data directory"
+    )]
+    WrongOperatorToken,
+    /// The authenticated caller may not do this (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The body's content type is not JSON (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The request body did not arrive in time (408).
+    #[error("the request body did not arrive within {secs} s; send it at once after the headers")]
+    RequestTimeout {
+        /// The limit in seconds.
+        secs: u64,
+    },
+    /// This vendor sends requests faster than its rate limit (429).
+    #[error("vendor {vendor} exceeds its rate limit of {per_second} requests per second (bursts of {burst}); retry after {retry_after_secs} s")]
+    RateLimited {
+        /// The vendor.
+        vendor: String,
+        /// Sustained requests per second.
+        per_second: u32,
+        /// Burst size.
+        burst: u32,
+        /// When to retry.
+        retry_after_secs: u64,
+    },
+    /// Too many requests in flight (503); retry after a moment.
+    #[error("the auditor is busy ({what}); retry in {retry_after_secs} s")]
+    Busy {
+        /// Which limit was reached.
+        what: &'static str,
+        /// When to retry.
+        retry_after_secs: u64,
+    },
     /// The service is shutting down (503).
     #[error("the auditor service is shutting down; retry against the restarted service")]
     ShuttingDown,
@@ -76,10 +129,22 @@ impl ApiError {
             | ApiError::InvalidTransaction(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unredeemable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::BadSignature(_) => StatusCode::UNAUTHORIZED,
-            ApiError::UnknownIdentity(_) => StatusCode::FORBIDDEN,
+            ApiError::BadSignature(_)
+            | ApiError::Unauthenticated(_)
+            | ApiError::BadRequestSignature(_)
+            | ApiError::StaleRequest(_)
+            | ApiError::ReplayedRequest => StatusCode::UNAUTHORIZED,
+            ApiError::UnknownIdentity(_)
+            | ApiError::UnknownCaller(_)
+            | ApiError::WrongOperatorToken
+            | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Overloaded | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded | ApiError::ShuttingDown | ApiError::Busy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,6 +163,58 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Internal(_) => "internal",
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::BadRequestSignature(_) => "bad_request_signature",
+            ApiError::StaleRequest(_) => "stale_request",
+            ApiError::ReplayedRequest => "replayed_request",
+            ApiError::UnknownCaller(_) => "unknown_caller",
+            ApiError::WrongOperatorToken => "wrong_operator_token",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::RequestTimeout { .. } => "request_timeout",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Busy { .. } => "busy",
+        }
+    }
+
+    /// Every code [`Self::code`] can return (the labels of the error metric).
+    pub const CODES: [&'static str; 22] = [
+        "malformed_json",
+        "bad_parameter",
+        "invalid_transaction",
+        "payload_too_large",
+        "unredeemable_token",
+        "bad_signature",
+        "unknown_identity",
+        "not_found",
+        "overloaded",
+        "shutting_down",
+        "internal",
+        "unauthenticated",
+        "bad_request_signature",
+        "stale_request",
+        "replayed_request",
+        "unknown_caller",
+        "wrong_operator_token",
+        "forbidden",
+        "unsupported_media_type",
+        "request_timeout",
+        "rate_limited",
+        "busy",
+    ];
+
+    /// Seconds a client should wait before retrying (the `Retry-After` header of 429 and 503).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            }
+            | ApiError::Busy {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            ApiError::Overloaded => Some(2),
+            ApiError::ShuttingDown => Some(5),
+            _ => None,
         }
     }
 
@@ -127,12 +244,24 @@ impl ApiError {
     }
 }
 
+/// The error code of a response, attached as a response extension so that one layer counts
+/// every refusal by reason ([`crate::metrics::Metrics::error`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error answering a request");
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after_secs() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response.extensions_mut().insert(ErrorCode(self.code()));
+        response
     }
 }
 
@@ -197,4 +326,20 @@ pub enum ServiceError {
     /// Settlement failed.
     #[error(transparent)]
     Settlement(#[from] mupib_auditor::settlement::SettlementError),
+    /// The operator token file is unusable.
+    #[error("operator token {path}: {detail}")]
+    OperatorToken {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The file of operator revocations is unusable.
+    #[error("revocations file {path}: {detail}")]
+    Revocations {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
 }

@@ -83,7 +83,9 @@ fn key(path: &Path, what: &'static str, text: &str) -> Result<Pubkey, FileError>
     })
 }
 
-/// Builds a registry from a [`RegistryFile`].
+/// Builds a registry from a [`RegistryFile`]. A certificate whose subject the file also lists
+/// as revoked is skipped (revoking a key in the file while its certificate is still there is how
+/// an operator revokes it; it must not stop the service from starting or reloading).
 ///
 /// # Errors
 /// [`FileError::Format`] for a bad key, [`FileError::Certificate`] for a refused certificate.
@@ -102,6 +104,10 @@ pub fn registry_from(path: &Path, file: &RegistryFile) -> Result<Registry, FileE
         registry.revoke(key(path, "registry", revoked)?);
     }
     for certificate in &file.certificates {
+        if registry.is_revoked(&certificate.subject) {
+            tracing::debug!(subject = %certificate.subject, "skipping the certificate of a revoked key");
+            continue;
+        }
         registry.register(certificate.clone()).map_err(refused)?;
     }
     Ok(registry)
@@ -140,4 +146,36 @@ pub fn load_payout_accounts(path: &Path) -> Result<HashMap<Pubkey, Pubkey>, File
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use mupib_protocol::cert::{pubkey_of, Role};
+
+    #[test]
+    fn a_revoked_key_whose_certificate_is_still_listed_loads_without_it() {
+        let authority = SigningKey::from_bytes(&[1; 32]);
+        let vendor = SigningKey::from_bytes(&[2; 32]);
+        let other = SigningKey::from_bytes(&[3; 32]);
+        let issue = |key: &SigningKey| {
+            Certificate::issue(&authority, pubkey_of(key), Role::Vendor, "v", 0, 100).unwrap()
+        };
+        let file = RegistryFile {
+            authorities: vec![pubkey_of(&authority).to_string()],
+            certificates: vec![issue(&vendor), issue(&other)],
+            revoked: vec![pubkey_of(&vendor).to_string()],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.json");
+        std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+        let registry = load_registry(&path).unwrap();
+        assert!(registry.is_revoked(&pubkey_of(&vendor)));
+        assert!(registry.certificate(&pubkey_of(&vendor)).is_none());
+        assert!(registry
+            .check_subject(&pubkey_of(&other), Role::Vendor, 50)
+            .is_ok());
+    }
 }

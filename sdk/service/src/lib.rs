@@ -17,15 +17,32 @@
 //! Ctrl-C in `mupib auditor serve`): stop accepting, finish in-flight requests, release
 //! long-polls, verify the blocks already queued, stop the settlement worker, close the databases.
 //!
-//! Bounds: request bodies ([`ServiceConfig::max_body_bytes`], 413 above), the block queue
-//! ([`ServiceConfig::block_queue`], 503 when full, before anything is written), long-polls
-//! (60 s), batch submissions ([`ServiceConfig::max_batch`]).
+//! Who may call what ([`access`]): vendors sign their requests with their registered key and see
+//! only their own transactions and account (and any user's standing); the operator holds a
+//! bearer token (`operator.token` in the data directory) for everything else; `/health` is open.
+//! The registry is live ([`registry`]): a changed registry file or `POST /v1/registry/revoke`
+//! takes effect for the next request, without a restart.
+//!
+//! Bounds, each a [`ServiceConfig`] field and a `mupib auditor serve` flag: request heads
+//! ([`ServiceConfig::header_read_timeout`], which also closes idle connections, and
+//! [`ServiceConfig::max_header_bytes`]) and bodies ([`ServiceConfig::body_timeout`], 408;
+//! [`ServiceConfig::max_body_bytes`], 413); open connections ([`ServiceConfig::max_connections`],
+//! the connection idle longest is closed to make room; [`server`]); requests in flight
+//! ([`ServiceConfig::max_in_flight`]) and long-polls ([`ServiceConfig::max_long_polls`]), 503 +
+//! `Retry-After` above; per-vendor rates ([`ServiceConfig::vendor_rate`],
+//! [`ServiceConfig::vendor_burst`], 429 + `Retry-After`); signed-request timestamps
+//! ([`ServiceConfig::request_window`]) and the replay cache ([`ServiceConfig::nonce_capacity`]);
+//! the block queue ([`ServiceConfig::block_queue`], 503 when full, before anything is written);
+//! long-polls (60 s each); batch submissions ([`ServiceConfig::max_batch`]).
 
+pub mod access;
 pub mod api;
 pub mod error;
 pub mod files;
 pub mod journal;
 pub mod metrics;
+pub mod registry;
+pub mod server;
 pub mod settlement;
 pub mod state;
 
@@ -43,18 +60,51 @@ use mupib_protocol::block::{BlockSubmission, BlockVerifier};
 use mupib_protocol::cert::Registry;
 use tokio::sync::{mpsc, watch};
 
+pub use access::{read_operator_token, Caller, OperatorToken, OPERATOR_TOKEN_FILE};
 pub use error::{ApiError, ServiceError};
 pub use mupib_auditor::settlement::SettlementReport;
 pub use settlement::{run_settlement, PayoutSender};
 pub use state::{system_clock, AppState, Clock, Core};
 
+use access::{Gate, GateConfig};
 use journal::Journal;
 use metrics::Metrics;
+use registry::LiveRegistry;
 
 /// Name of the engine's database in the data directory.
 pub const STORE_FILE: &str = "auditor.sqlite";
 /// Name of the service journal in the data directory.
 pub const JOURNAL_FILE: &str = "service.sqlite";
+
+// Defaults of the limits (the `mupib auditor serve` flags show the same values). How each was
+// chosen is in docs/DESIGN.md, "Authentication, authorization and limits".
+
+/// Default [`ServiceConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default [`ServiceConfig::listen_backlog`].
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 1024;
+/// Default [`ServiceConfig::header_read_timeout`], seconds.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// Default [`ServiceConfig::max_header_bytes`].
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Default [`ServiceConfig::body_timeout`], seconds.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 10;
+/// Default [`ServiceConfig::max_body_bytes`].
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default [`ServiceConfig::max_in_flight`].
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// Default [`ServiceConfig::max_long_polls`].
+pub const DEFAULT_MAX_LONG_POLLS: usize = 512;
+/// Default [`ServiceConfig::vendor_rate`], requests per second.
+pub const DEFAULT_VENDOR_RATE: u32 = 100;
+/// Default [`ServiceConfig::vendor_burst`], requests.
+pub const DEFAULT_VENDOR_BURST: u32 = 200;
+/// Default [`ServiceConfig::request_window`], seconds either way.
+pub const DEFAULT_REQUEST_WINDOW_SECS: u64 = mupib_protocol::request::DEFAULT_REQUEST_SKEW_SECS;
+/// Default [`ServiceConfig::nonce_capacity`].
+pub const DEFAULT_NONCE_CAPACITY: usize = 262_144;
+/// Default [`ServiceConfig::registry_poll`], milliseconds.
+pub const DEFAULT_REGISTRY_POLL_MS: u64 = 1_000;
 
 /// Settings of the service.
 #[derive(Debug, Clone)]
@@ -81,23 +131,65 @@ pub struct ServiceConfig {
     /// How long a token's batch must stay redeemable after intake (the time its block may take
     /// to form and be verified); a token whose batch expires sooner is refused.
     pub min_batch_life: Duration,
+    /// The registry file the registry was read from: polled for changes and reloaded (`None`:
+    /// the registry only changes through `POST /v1/registry/revoke`).
+    pub registry_file: Option<PathBuf>,
+    /// How often the registry file is looked at.
+    pub registry_poll: Duration,
+    /// Most open connections; at the cap the connection idle longest is closed to make room.
+    pub max_connections: usize,
+    /// Connections the kernel queues before the service accepts them (capped by
+    /// `net.core.somaxconn`); a full queue drops new connection attempts for a second.
+    pub listen_backlog: u32,
+    /// Time for a request's headers to arrive; also how long an idle connection stays open.
+    pub header_read_timeout: Duration,
+    /// Largest request head in bytes (at least 8 KiB).
+    pub max_header_bytes: usize,
+    /// Time for a whole request body to arrive (408 after it).
+    pub body_timeout: Duration,
+    /// Requests in flight at once on every authenticated route but the long-poll (503 +
+    /// Retry-After above).
+    pub max_in_flight: usize,
+    /// Long-polls (`/final`) open at once (503 + Retry-After above).
+    pub max_long_polls: usize,
+    /// Requests per second each vendor may sustain (429 + Retry-After above).
+    pub vendor_rate: u32,
+    /// Requests a vendor may send in a burst above its rate.
+    pub vendor_burst: u32,
+    /// How far a signed request's timestamp may be from the service's clock, either way.
+    pub request_window: Duration,
+    /// Most nonces of signed requests remembered (503 when full of unexpired ones).
+    pub nonce_capacity: usize,
 }
 
 impl ServiceConfig {
     /// Defaults: 64 KiB bodies, batches of 64, a queue of 1024 blocks, retries every 2 s,
-    /// settlement every 10 s, batches living at least one more day.
+    /// settlement every 10 s, batches living at least one more day, and the `DEFAULT_*` limits.
     pub fn new(data_dir: Option<PathBuf>, listen: SocketAddr, engine: AuditorConfig) -> Self {
         ServiceConfig {
             data_dir,
             listen,
             engine,
-            max_body_bytes: 64 * 1024,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_batch: 64,
             block_queue: 1024,
             retry_interval: Duration::from_secs(2),
             settle_interval: Some(Duration::from_secs(10)),
             worker_threads: 2,
             min_batch_life: Duration::from_secs(24 * 3600),
+            registry_file: None,
+            registry_poll: Duration::from_millis(DEFAULT_REGISTRY_POLL_MS),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            listen_backlog: DEFAULT_LISTEN_BACKLOG,
+            header_read_timeout: Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECS),
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            body_timeout: Duration::from_secs(DEFAULT_BODY_TIMEOUT_SECS),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_long_polls: DEFAULT_MAX_LONG_POLLS,
+            vendor_rate: DEFAULT_VENDOR_RATE,
+            vendor_burst: DEFAULT_VENDOR_BURST,
+            request_window: Duration::from_secs(DEFAULT_REQUEST_WINDOW_SECS),
+            nonce_capacity: DEFAULT_NONCE_CAPACITY,
         }
     }
 }
@@ -106,7 +198,8 @@ impl ServiceConfig {
 pub struct ServiceParts {
     /// The auditor's signing key (answers are signed with it).
     pub auditor_key: SigningKey,
-    /// Trusted authorities and known certificates (banks, users, vendors).
+    /// Trusted authorities and known certificates (banks, users, vendors); with
+    /// [`ServiceConfig::registry_file`], replaced whenever that file changes.
     pub registry: Registry,
     /// The chain, for block verification.
     pub verifier: Box<dyn BlockVerifier + Send>,
@@ -150,6 +243,7 @@ pub fn open_core(
 pub struct RunningService {
     addr: SocketAddr,
     state: Arc<AppState>,
+    operator_token: String,
     stop: Option<tokio::sync::oneshot::Sender<Stop>>,
     thread: Option<JoinHandle<Result<(), ServiceError>>>,
 }
@@ -191,16 +285,13 @@ impl RunningService {
             }
         }
         let payouts = parts.payouts;
+        warn_if_few_file_descriptors(config.max_connections);
         let std_listener =
-            std::net::TcpListener::bind(config.listen).map_err(|source| ServiceError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|source| ServiceError::Bind {
-                addr: config.listen,
-                source,
+            server::bind(config.listen, config.listen_backlog).map_err(|source| {
+                ServiceError::Bind {
+                    addr: config.listen,
+                    source,
+                }
             })?;
         let addr = std_listener
             .local_addr()
@@ -208,6 +299,27 @@ impl RunningService {
                 addr: config.listen,
                 source,
             })?;
+        let operator = match config.data_dir.as_deref() {
+            Some(dir) => OperatorToken::load_or_create(dir)?,
+            None => OperatorToken::generate(),
+        };
+        let operator_token = operator.as_str().to_owned();
+        let registry = LiveRegistry::new(
+            parts.registry,
+            config.registry_file.clone(),
+            config.data_dir.as_deref(),
+        )?;
+        let gate = Gate::new(
+            operator,
+            GateConfig {
+                request_window: config.request_window,
+                nonce_capacity: config.nonce_capacity,
+                vendor_rate: config.vendor_rate,
+                vendor_burst: config.vendor_burst,
+                max_body_bytes: config.max_body_bytes,
+                body_timeout: config.body_timeout,
+            },
+        );
         let (blocks_tx, blocks_rx) = mpsc::channel(config.block_queue.max(1));
         let (decided, _) = watch::channel(0u64);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -215,7 +327,8 @@ impl RunningService {
             core: Mutex::new(core),
             verifier: Mutex::new(verifier),
             auditor_key: parts.auditor_key,
-            registry: parts.registry,
+            registry,
+            gate,
             clock: parts.clock,
             blocks: blocks_tx,
             decided,
@@ -252,6 +365,7 @@ impl RunningService {
         Ok(RunningService {
             addr,
             state,
+            operator_token,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -270,6 +384,12 @@ impl RunningService {
     /// The shared state (in-process inspection in tests and the demo).
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
+    }
+
+    /// The operator's bearer token (`Authorization: Bearer <token>`): the content of
+    /// `operator.token` in the data directory, or the one generated for an in-memory service.
+    pub fn operator_token(&self) -> &str {
+        &self.operator_token
     }
 
     /// Graceful shutdown: stop accepting, finish in-flight requests, verify queued blocks, run a
@@ -341,13 +461,42 @@ fn serve(
     stop: tokio::sync::oneshot::Receiver<Stop>,
 ) -> Result<(), ServiceError> {
     let outcome = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| ServiceError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        let app = api::router(Arc::clone(&state), config.max_body_bytes);
-        let mut shutdown_rx = shutdown.subscribe();
-        let block_worker = tokio::spawn(block_worker(Arc::clone(&state), blocks, config.retry_interval, shutdown.subscribe()));
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(|source| ServiceError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let app = api::router(
+            Arc::clone(&state),
+            api::RouterLimits {
+                max_body_bytes: config.max_body_bytes,
+                body_timeout: config.body_timeout,
+                max_in_flight: config.max_in_flight,
+                max_long_polls: config.max_long_polls,
+            },
+        );
+        let server = server::run(
+            listener,
+            app,
+            server::ServerLimits {
+                max_connections: config.max_connections,
+                header_read_timeout: config.header_read_timeout,
+                max_header_bytes: config.max_header_bytes,
+            },
+            Arc::clone(&state),
+            shutdown.subscribe(),
+        );
+        let registry_worker = tokio::spawn(registry_worker(
+            Arc::clone(&state),
+            config.registry_poll,
+            shutdown.subscribe(),
+        ));
+        let block_worker = tokio::spawn(block_worker(
+            Arc::clone(&state),
+            blocks,
+            config.retry_interval,
+            shutdown.subscribe(),
+        ));
         let settle_worker = tokio::spawn(settle_worker(
             Arc::clone(&state),
             config.settle_interval,
@@ -365,15 +514,14 @@ fn serve(
             let _ = kind_tx.send(Some(kind));
             let _ = shutdown.send(true);
         });
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = shutdown_rx.wait_for(|stopping| *stopping).await;
-        });
         let mut kill_rx = kind_rx.clone();
-        // Serve until shutdown; a kill abandons in-flight requests.
+        // Serve until shutdown; a kill abandons in-flight requests (dropping the server cuts
+        // every connection).
         tokio::select! {
-            served = server => served.map_err(|source| ServiceError::Bind { addr: config.listen, source })?,
+            () = server => {}
             _ = kill_rx.wait_for(|kind| *kind == Some(Stop::Kill)) => {}
         }
+        registry_worker.abort();
         let kind = kind_rx
             .wait_for(Option::is_some)
             .await
@@ -404,6 +552,62 @@ fn serve(
             Ok(())
         }
         Err(error) => Err(error),
+    }
+}
+
+/// Warns when the process may open fewer files than the connection cap needs (accepting then
+/// fails with "too many open files" before the cap is reached, and eviction cannot help).
+fn warn_if_few_file_descriptors(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|value| value.parse::<usize>().ok());
+    if let Some(soft) = soft {
+        if max_connections.saturating_add(64) > soft {
+            tracing::warn!(
+                max_connections,
+                open_files_limit = soft,
+                "the open-files limit is below the connection cap plus a margin of 64: raise it (ulimit -n) or lower --max-connections"
+            );
+        }
+    }
+}
+
+/// Looks at the registry file every `interval` and reloads it when it changed (a file that does
+/// not load keeps the previous registry: logged and counted); forgets the rate-limit state of
+/// idle vendors.
+async fn registry_worker(
+    state: Arc<AppState>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+        let worker_state = Arc::clone(&state);
+        let reloaded =
+            tokio::task::spawn_blocking(move || worker_state.registry.reload_if_changed()).await;
+        match reloaded {
+            Ok(Ok(registry::Reload::Unchanged)) => {}
+            Ok(Ok(registry::Reload::Loaded)) => {
+                state.metrics.registry_reload(true);
+                tracing::info!("registry file changed: reloaded");
+            }
+            Ok(Err(error)) => {
+                state.metrics.registry_reload(false);
+                tracing::error!(%error, "registry file changed but does not load; the previous registry stays in force");
+            }
+            Err(error) => tracing::error!(%error, "registry reload task failed"),
+        }
+        state.gate.forget_idle_vendors();
     }
 }
 

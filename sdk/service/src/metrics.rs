@@ -8,6 +8,8 @@ use mupib_protocol::decision::DecisionCounts;
 use mupib_auditor::EngineVerdict;
 use mupib_protocol::reject::RejectCode;
 
+use crate::error::ApiError;
+
 /// Reject codes in a fixed order (metric labels are their names).
 const REJECT_CODES: [RejectCode; 5] = [
     RejectCode::UserSuspended,
@@ -37,6 +39,31 @@ pub struct Metrics {
     settlement_runs_blocked: AtomicU64,
     resubmissions: AtomicU64,
     unpayable_vendors: AtomicU64,
+    /// Error answers by code, in the order of [`ApiError::CODES`].
+    errors: [AtomicU64; ApiError::CODES.len()],
+    connections_open: AtomicU64,
+    connections_accepted: AtomicU64,
+    connections_evicted: AtomicU64,
+    connections_refused: AtomicU64,
+    header_timeouts: AtomicU64,
+    registry_reloads: AtomicU64,
+    registry_reload_failures: AtomicU64,
+    revocations: AtomicU64,
+}
+
+/// What happened to a connection at the accept loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// Accepted (the open gauge goes up).
+    Accepted,
+    /// Closed (the open gauge goes down).
+    Closed,
+    /// The oldest idle connection was closed to make room for a new one.
+    Evicted,
+    /// Refused at the cap: every open connection had a request in flight.
+    Refused,
+    /// Closed because its request headers did not arrive in time (or it stayed idle too long).
+    HeaderTimeout,
 }
 
 fn add(counter: &AtomicU64, value: u64) {
@@ -129,10 +156,143 @@ impl Metrics {
         );
     }
 
+    /// An error answer (a refusal or a failure), by its code.
+    pub fn error(&self, code: &str) {
+        if let Some(counter) = ApiError::CODES
+            .iter()
+            .position(|c| *c == code)
+            .and_then(|index| self.errors.get(index))
+        {
+            add(counter, 1);
+        }
+    }
+
+    /// Error answers with `code` so far.
+    pub fn errors(&self, code: &str) -> u64 {
+        ApiError::CODES
+            .iter()
+            .position(|c| *c == code)
+            .and_then(|index| self.errors.get(index))
+            .map_or(0, |counter| counter.load(Ordering::Relaxed))
+    }
+
+    /// A connection event of the accept loop.
+    pub fn connection(&self, event: ConnectionEvent) {
+        match event {
+            ConnectionEvent::Accepted => {
+                add(&self.connections_accepted, 1);
+                add(&self.connections_open, 1);
+            }
+            ConnectionEvent::Closed => {
+                let _ = self.connections_open.fetch_update(
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                    |open| Some(open.saturating_sub(1)),
+                );
+            }
+            ConnectionEvent::Evicted => add(&self.connections_evicted, 1),
+            ConnectionEvent::Refused => add(&self.connections_refused, 1),
+            ConnectionEvent::HeaderTimeout => add(&self.header_timeouts, 1),
+        }
+    }
+
+    /// Open connections now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open.load(Ordering::Relaxed)
+    }
+
+    /// A registry file reload: `true` if it was loaded, `false` if it was refused (the previous
+    /// registry stays).
+    pub fn registry_reload(&self, loaded: bool) {
+        add(
+            if loaded {
+                &self.registry_reloads
+            } else {
+                &self.registry_reload_failures
+            },
+            1,
+        );
+    }
+
+    /// A key revoked through the operator endpoint.
+    pub fn revocation(&self) {
+        add(&self.revocations, 1);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP mupib_http_errors_total Requests answered with an error, by code (refusals of authentication, authorization and limits included); nothing is written for any of them."
+        );
+        let _ = writeln!(out, "# TYPE mupib_http_errors_total counter");
+        for (code, counter) in ApiError::CODES.iter().zip(&self.errors) {
+            let _ = writeln!(
+                out,
+                "mupib_http_errors_total{{code=\"{code}\"}} {}",
+                get(counter)
+            );
+        }
+        let connection_metrics: [(&str, &str, &str, &AtomicU64); 5] = [
+            (
+                "mupib_connections_open",
+                "gauge",
+                "Open HTTP connections.",
+                &self.connections_open,
+            ),
+            (
+                "mupib_connections_accepted_total",
+                "counter",
+                "HTTP connections accepted.",
+                &self.connections_accepted,
+            ),
+            (
+                "mupib_connections_evicted_total",
+                "counter",
+                "Idle connections closed to make room at the connection cap.",
+                &self.connections_evicted,
+            ),
+            (
+                "mupib_connections_refused_total",
+                "counter",
+                "Connections refused at the cap because every open one had a request in flight.",
+                &self.connections_refused,
+            ),
+            (
+                "mupib_header_timeouts_total",
+                "counter",
+                "Connections closed because request headers did not arrive in time (slow or idle clients).",
+                &self.header_timeouts,
+            ),
+        ];
+        for (name, kind, help, counter) in connection_metrics {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {}", get(counter));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP mupib_registry_reloads_total Registry file reloads, by result (a refused file keeps the previous registry)."
+        );
+        let _ = writeln!(out, "# TYPE mupib_registry_reloads_total counter");
+        let _ = writeln!(
+            out,
+            "mupib_registry_reloads_total{{result=\"loaded\"}} {}",
+            get(&self.registry_reloads)
+        );
+        let _ = writeln!(
+            out,
+            "mupib_registry_reloads_total{{result=\"refused\"}} {}",
+            get(&self.registry_reload_failures)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mupib_revocations_total Keys revoked through POST /v1/registry/revoke."
+        );
+        let _ = writeln!(out, "# TYPE mupib_revocations_total counter");
+        let _ = writeln!(out, "mupib_revocations_total {}", get(&self.revocations));
         let _ = writeln!(
             out,
             "# HELP mupib_intake_total Transactions answered at intake, by verdict."

@@ -13,7 +13,7 @@ use mupib_auditor::store::{Store, TransactionRecord, TransactionStatus};
 use mupib_auditor::{Auditor, BlockOutcome, EngineVerdict, IntakeOutcome, TransactionSummary};
 use mupib_protocol::batch::{check_redeemable, BatchDirectory, BatchTerms};
 use mupib_protocol::block::{BlockSubmission, BlockVerifier};
-use mupib_protocol::cert::{pubkey_of, Registry};
+use mupib_protocol::cert::pubkey_of;
 use mupib_protocol::reject::RejectCode;
 use mupib_protocol::reject::RejectReason;
 use mupib_protocol::response::{AuditorResponse, Verdict};
@@ -24,9 +24,11 @@ use mupib_protocol::wire::{SubmitAnswer, UserView};
 use mupib_protocol::Pubkey;
 use tokio::sync::{mpsc, watch};
 
+use super::access::{Caller, Gate};
 use super::error::ApiError;
 use super::journal::Journal;
 use super::metrics::Metrics;
+use super::registry::LiveRegistry;
 use mupib_protocol::reject::RejectContext;
 
 /// The clock the service reads (Unix seconds); tests may pin it.
@@ -55,7 +57,10 @@ pub struct AppState {
     pub(crate) core: Mutex<Core>,
     pub(crate) verifier: Mutex<Box<dyn BlockVerifier + Send>>,
     pub(crate) auditor_key: SigningKey,
-    pub(crate) registry: Registry,
+    /// The registry every request reads (reloaded and revoked while running).
+    pub(crate) registry: LiveRegistry,
+    /// Authentication: operator token, replay cache, vendors' rate limits.
+    pub(crate) gate: Gate,
     pub(crate) clock: Clock,
     pub(crate) blocks: mpsc::Sender<BlockSubmission>,
     /// Bumped every time a block's decisions are applied (wakes long-polls).
@@ -121,6 +126,36 @@ impl AppState {
         self.core.lock().map_err(poisoned)
     }
 
+    /// The live registry (what requests and intake are checked against now).
+    pub fn registry(&self) -> &LiveRegistry {
+        &self.registry
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Refuses a vendor reading a transaction of another vendor (404 for an id the engine does
+    /// not hold: its owner is unknown).
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`], [`ApiError::NotFound`], store failures.
+    pub(crate) fn check_owner(&self, caller: Caller, id: &TransactionId) -> Result<(), ApiError> {
+        let Caller::Vendor(me) = caller else {
+            return Ok(());
+        };
+        match self.core()?.engine.transaction(id)? {
+            Some(record) if record.vendor == me => Ok(()),
+            Some(_) => Err(ApiError::Forbidden(format!(
+                "transaction {id} belongs to another vendor: a vendor reads only its own transactions"
+            ))),
+            None => Err(ApiError::NotFound(format!(
+                "transaction {id} is unknown to this auditor"
+            ))),
+        }
+    }
+
     /// What the last settlement run found.
     pub(crate) fn last_settlement(
         &self,
@@ -175,7 +210,8 @@ impl AppState {
         mut permits: Vec<mpsc::OwnedPermit<BlockSubmission>>,
     ) -> Vec<Result<SubmitAnswer, ApiError>> {
         let now = (self.clock)();
-        let verified = verify_transactions(txs, &self.registry, now);
+        let registry = self.registry.snapshot();
+        let verified = verify_transactions(txs, &registry, now);
         let mut answers = Vec::with_capacity(txs.len());
         for (tx, result) in txs.iter().zip(verified) {
             let permit = permits.pop();

@@ -1,5 +1,7 @@
 //! `mupib auditor serve` as a process on the embedded ledger: killed with SIGKILL mid-traffic,
-//! restarted on the same data directory, inspected with `mupib auditor status / trace / settle`.
+//! restarted on the same data directory, inspected with `mupib auditor status / trace / settle`
+//! as the operator (the token in the data directory), refusing callers without credentials,
+//! revoking a vendor while running; and its `--help` naming every limit with its default.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -29,12 +31,6 @@ fn verdict(answer: &SubmitAnswer) -> &Verdict {
 
 fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::new()
-}
-
-fn get_json(url: &str) -> (u16, serde_json::Value) {
-    let response = http().get(url).send().unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().unwrap())
 }
 
 fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
@@ -238,19 +234,22 @@ fn serve_binary_on_the_embedded_ledger_killed_mid_traffic_restarts_and_finalizes
     }
     // The chain paid the auditor for 8 valid tokens; the vendor is owed 8 × v × 80 %, paid once.
     let owed = 8 * VALUE * 8 / 10;
+    // The vendor reads its own account (a signed request).
     let account = wait_for(|| {
-        let (_, v) = get_json(&format!("{url}/v1/vendors/{}", vendor.vendor()));
-        (v["settled"] == owed).then_some(v)
+        let account = vendor.account().unwrap();
+        (account.settled == owed).then_some(account)
     });
-    assert_eq!(account["accrued"], owed);
-    assert_eq!(account["double_sellings"], 0);
+    assert_eq!(account.accrued, owed);
+    assert_eq!(account.double_sellings, 0);
 
-    // The inspection commands against the running service.
+    // The inspection commands against the running service, as the operator: the token is read
+    // from the data directory `serve` created it in.
+    let data_dir_arg = data_dir.display().to_string();
     let cli = |args: &[&str]| -> serde_json::Value {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_mupib"))
             .arg("auditor")
             .args(args)
-            .args(["--url", url.as_str(), "--json"])
+            .args(["--url", url.as_str(), "--data-dir", &data_dir_arg, "--json"])
             .output()
             .unwrap();
         assert!(
@@ -274,7 +273,60 @@ fn serve_binary_on_the_embedded_ledger_killed_mid_traffic_restarts_and_finalizes
     let token = cli(&["trace", &tokens[0].id().to_string()]);
     assert_eq!(token["uses"][0]["decision"], "valid");
     let settle = cli(&["settle"]);
-    assert_eq!(settle["errors"], serde_json::json!([]));
+    assert!(settle["blocked"].is_null(), "{settle}");
+    assert_eq!(settle["unpayable"], serde_json::json!([]));
+
+    // Without the token the inspection commands say what they need; without credentials the
+    // routes answer 401, with a wrong token 403; /health stays open.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mupib"))
+        .args(["auditor", "status", "--url", url.as_str()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("--data-dir"), "{error}");
+    for path in ["/v1/status", "/metrics", "/v1/blocks/0"] {
+        let status = http().get(format!("{url}{path}")).send().unwrap().status();
+        assert_eq!(status.as_u16(), 401, "{path}");
+        let status = http()
+            .get(format!("{url}{path}"))
+            .bearer_auth("0".repeat(64))
+            .send()
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 403, "{path}");
+    }
+    let status = http()
+        .post(format!("{url}/v1/settle"))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 401);
+    assert!(http()
+        .get(format!("{url}/health"))
+        .send()
+        .unwrap()
+        .status()
+        .is_success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data_dir.join("operator.token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the operator token is private");
+    }
+
+    // The operator revokes the vendor while the service runs: its next request is refused.
+    let revoked = cli(&["revoke", &vendor.vendor().to_string()]);
+    assert_eq!(revoked["newly_revoked"], true, "{revoked}");
+    match vendor.account() {
+        Err(mupib_client::vendor::VendorError::Refused { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (403, "unknown_caller"))
+        }
+        other => panic!("a revoked vendor was served: {other:?}"),
+    }
     drop(child);
     let ledger = EmbeddedLedger::open(data_dir.join("ledger")).unwrap();
     let data = ledger
@@ -287,4 +339,92 @@ fn serve_binary_on_the_embedded_ledger_killed_mid_traffic_restarts_and_finalizes
         owed,
         "paid on-chain exactly once"
     );
+}
+
+/// `mupib auditor serve --help` names every limit with its default, the same value the service
+/// uses when the flag is not given.
+#[test]
+fn serve_help_documents_every_limit_and_its_default() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mupib"))
+        .args(["auditor", "serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    let limits: [(&str, String); 14] = [
+        (
+            "--max-connections",
+            mupib_service::DEFAULT_MAX_CONNECTIONS.to_string(),
+        ),
+        (
+            "--listen-backlog",
+            mupib_service::DEFAULT_LISTEN_BACKLOG.to_string(),
+        ),
+        (
+            "--header-timeout-secs",
+            mupib_service::DEFAULT_HEADER_READ_TIMEOUT_SECS.to_string(),
+        ),
+        (
+            "--max-header-bytes",
+            mupib_service::DEFAULT_MAX_HEADER_BYTES.to_string(),
+        ),
+        (
+            "--body-timeout-secs",
+            mupib_service::DEFAULT_BODY_TIMEOUT_SECS.to_string(),
+        ),
+        (
+            "--max-body-bytes",
+            mupib_service::DEFAULT_MAX_BODY_BYTES.to_string(),
+        ),
+        (
+            "--max-in-flight",
+            mupib_service::DEFAULT_MAX_IN_FLIGHT.to_string(),
+        ),
+        (
+            "--max-long-polls",
+            mupib_service::DEFAULT_MAX_LONG_POLLS.to_string(),
+        ),
+        (
+            "--vendor-rate",
+            mupib_service::DEFAULT_VENDOR_RATE.to_string(),
+        ),
+        (
+            "--vendor-burst",
+            mupib_service::DEFAULT_VENDOR_BURST.to_string(),
+        ),
+        (
+            "--request-window-secs",
+            mupib_service::DEFAULT_REQUEST_WINDOW_SECS.to_string(),
+        ),
+        (
+            "--nonce-capacity",
+            mupib_service::DEFAULT_NONCE_CAPACITY.to_string(),
+        ),
+        (
+            "--registry-poll-ms",
+            mupib_service::DEFAULT_REGISTRY_POLL_MS.to_string(),
+        ),
+        ("--block-queue", "1024".to_owned()),
+    ];
+    for (flag, default) in limits {
+        // clap prints the flag, its description, then `[default: N]` before the next flag.
+        let start = help
+            .find(&format!("{flag} <"))
+            .unwrap_or_else(|| panic!("{flag} missing from --help:\n{help}"));
+        let rest = &help[start..];
+        let end = ["\n      --", "\n  -"]
+            .iter()
+            .filter_map(|next| rest[2..].find(next).map(|i| i + 2))
+            .min()
+            .unwrap_or(rest.len());
+        let entry = &rest[..end];
+        assert!(
+            entry.contains(&format!("[default: {default}]")),
+            "{flag} does not show its default {default}:\n{entry}"
+        );
+        assert!(
+            entry.split_whitespace().count() > 6,
+            "{flag} is not described:\n{entry}"
+        );
+    }
 }

@@ -1,4 +1,6 @@
-//! `mupib auditor <serve|status|trace|settle>`: run the auditor service, inspect it, settle payouts.
+//! `mupib auditor <serve|status|trace|settle|revoke>`: run the auditor service, inspect it, settle
+//! payouts, revoke a key. Every command but `serve` authenticates as the operator with the token
+//! `serve` keeps in its data directory (`--data-dir` or `--operator-token-file`).
 
 use mupib_protocol::block::MAX_INITIAL_BLOCK_SIZE;
 use std::net::SocketAddr;
@@ -17,7 +19,16 @@ use mupib_protocol::trust::{TrustModel, TrustScale};
 use mupib_protocol::Pubkey;
 use solana_sdk::signature::Keypair;
 
+use mupib_protocol::wire::RevokeRequest;
+use mupib_service::access::operator_token_path;
 use mupib_service::files::{load_payout_accounts, load_registry};
+use mupib_service::{
+    read_operator_token, DEFAULT_BODY_TIMEOUT_SECS, DEFAULT_HEADER_READ_TIMEOUT_SECS,
+    DEFAULT_LISTEN_BACKLOG, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_LONG_POLLS,
+    DEFAULT_NONCE_CAPACITY, DEFAULT_REGISTRY_POLL_MS, DEFAULT_REQUEST_WINDOW_SECS,
+    DEFAULT_VENDOR_BURST, DEFAULT_VENDOR_RATE,
+};
 use mupib_service::{
     system_clock, LedgerPayouts, PayoutSender, RunningService, ServiceConfig, ServiceParts,
 };
@@ -34,6 +45,9 @@ pub enum Command {
     Trace(TraceArgs),
     /// Settle pending vendor payouts on-chain now (recovering unfinished batches first).
     Settle(SettleArgs),
+    /// Revoke a key (a vendor, user or bank) at once: the running service refuses it from the
+    /// next request on and remembers the revocation across restarts.
+    Revoke(RevokeArgs),
 }
 
 impl Command {
@@ -47,6 +61,7 @@ impl Command {
             Command::Status(args) => args.execute(),
             Command::Trace(args) => args.execute(),
             Command::Settle(args) => args.execute(),
+            Command::Revoke(args) => args.execute(),
         }
     }
 }
@@ -150,7 +165,7 @@ pub struct ServeArgs {
     #[arg(long)]
     paper_mode: bool,
     /// Largest request body in bytes (larger bodies get 413).
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// Capacity of the block verification queue (503 when full).
     #[arg(long, default_value_t = 1024)]
@@ -158,6 +173,8 @@ pub struct ServeArgs {
     /// Seconds between settlement runs.
     #[arg(long, default_value_t = 10)]
     settle_interval_secs: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 impl ServeArgs {
@@ -206,6 +223,8 @@ impl ServeArgs {
         config.max_body_bytes = self.max_body_bytes;
         config.block_queue = self.block_queue;
         config.settle_interval = Some(Duration::from_secs(self.settle_interval_secs.max(1)));
+        config.registry_file = Some(self.registry.clone());
+        self.limits.apply(&mut config);
         let service = RunningService::start(
             config,
             ServiceParts {
@@ -221,28 +240,66 @@ impl ServeArgs {
             service.url(),
             self.data_dir.display()
         );
+        println!(
+            "operator token in {} (mupib auditor status|trace|settle|revoke --data-dir {})",
+            operator_token_path(&self.data_dir).display(),
+            self.data_dir.display()
+        );
         service.wait()?;
         println!("auditor service stopped");
         Ok(())
     }
 }
 
-/// Where the running service is.
+/// Where the running service is, and the operator's credential.
 #[derive(clap::Args)]
 pub struct ServiceUrl {
     /// URL of the running auditor service.
     #[arg(long, default_value = "http://127.0.0.1:8787")]
     url: String,
+    /// The service's data directory: the operator token is read from DATA_DIR/operator.token.
+    #[arg(long, conflicts_with = "operator_token_file")]
+    data_dir: Option<PathBuf>,
+    /// The operator token file (what `auditor serve` created as DATA_DIR/operator.token).
+    #[arg(long, env = "MUPIB_OPERATOR_TOKEN_FILE")]
+    operator_token_file: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
-fn get_json(url: &str) -> anyhow::Result<serde_json::Value> {
-    let response = reqwest::blocking::get(url).with_context(|| {
-        format!("cannot reach the auditor service at {url}; is `mupib auditor serve` running?")
-    })?;
-    read_json(response)
+impl ServiceUrl {
+    fn base(&self) -> &str {
+        self.url.trim_end_matches('/')
+    }
+
+    /// The operator token from --operator-token-file or --data-dir.
+    fn token(&self) -> anyhow::Result<String> {
+        let path = match (&self.operator_token_file, &self.data_dir) {
+            (Some(file), _) => file.clone(),
+            (None, Some(dir)) => operator_token_path(dir),
+            (None, None) => anyhow::bail!(
+                "this command needs the operator token: pass --data-dir <the service's data directory> (it holds operator.token) or --operator-token-file <file>"
+            ),
+        };
+        Ok(read_operator_token(&path)?)
+    }
+
+    /// Sends `request` with the operator token and reads the JSON answer.
+    fn send(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = self.base();
+        let response = request.bearer_auth(self.token()?).send().with_context(|| {
+            format!("cannot reach the auditor service at {url}; is `mupib auditor serve` running?")
+        })?;
+        read_json(response)
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.send(reqwest::blocking::Client::new().get(format!("{}{path}", self.base())))
+    }
 }
 
 fn read_json(response: reqwest::blocking::Response) -> anyhow::Result<serde_json::Value> {
@@ -307,8 +364,7 @@ pub struct StatusArgs {
 
 impl StatusArgs {
     fn execute(self) -> anyhow::Result<()> {
-        let url = self.service.url.trim_end_matches('/');
-        let value = get_json(&format!("{url}/v1/status"))?;
+        let value = self.service.get("/v1/status")?;
         print(&value, self.service.json)
     }
 }
@@ -324,7 +380,6 @@ pub struct TraceArgs {
 
 impl TraceArgs {
     fn execute(self) -> anyhow::Result<()> {
-        let url = self.service.url.trim_end_matches('/');
         let what = self.what.trim();
         let path = if what.contains(':') {
             format!("tokens/{what}")
@@ -337,7 +392,7 @@ impl TraceArgs {
                 "{what:?} is neither a token (bank:batch_id:serial), a transaction id (64 hex digits) nor a block id (a number)"
             );
         };
-        let value = get_json(&format!("{url}/v1/{path}"))?;
+        let value = self.service.get(&format!("/v1/{path}"))?;
         print(&value, self.service.json)
     }
 }
@@ -351,16 +406,94 @@ pub struct SettleArgs {
 
 impl SettleArgs {
     fn execute(self) -> anyhow::Result<()> {
-        let url = self.service.url.trim_end_matches('/');
-        let response = reqwest::blocking::Client::new()
-            .post(format!("{url}/v1/settle"))
-            .send()
-            .with_context(|| {
-                format!(
-                    "cannot reach the auditor service at {url}; is `mupib auditor serve` running?"
-                )
-            })?;
-        let value = read_json(response)?;
+        let value = self.service.send(
+            reqwest::blocking::Client::new().post(format!("{}/v1/settle", self.service.base())),
+        )?;
         print(&value, self.service.json)
+    }
+}
+
+/// `mupib auditor revoke`.
+#[derive(clap::Args)]
+pub struct RevokeArgs {
+    /// The key to revoke (base58).
+    key: Pubkey,
+    #[command(flatten)]
+    service: ServiceUrl,
+}
+
+impl RevokeArgs {
+    fn execute(self) -> anyhow::Result<()> {
+        let request = RevokeRequest { key: self.key };
+        let value = self.service.send(
+            reqwest::blocking::Client::new()
+                .post(format!("{}/v1/registry/revoke", self.service.base()))
+                .json(&request),
+        )?;
+        print(&value, self.service.json)
+    }
+}
+
+/// The service's limits (`mupib auditor serve`); each default is the service's own
+/// (`mupib_service::DEFAULT_*`, chosen as docs/DESIGN.md explains).
+#[derive(clap::Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Most open connections; at the cap the connection idle longest is closed to make room
+    /// (only when every connection has a request in flight is a new one refused).
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Connections the kernel queues before the service accepts them (capped by
+    /// net.core.somaxconn).
+    #[arg(long, default_value_t = DEFAULT_LISTEN_BACKLOG)]
+    listen_backlog: u32,
+    /// Seconds for a request's headers to arrive; also how long an idle connection stays open.
+    #[arg(long, default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_secs: u64,
+    /// Largest request head in bytes (at least 8192).
+    #[arg(long, default_value_t = DEFAULT_MAX_HEADER_BYTES)]
+    max_header_bytes: usize,
+    /// Seconds for a whole request body to arrive (408 after it).
+    #[arg(long, default_value_t = DEFAULT_BODY_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout_secs: u64,
+    /// Requests in flight at once (503 with Retry-After above); long-polls have their own cap.
+    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
+    /// Long-polls (GET /v1/transactions/ID/final) open at once (503 with Retry-After above).
+    #[arg(long, default_value_t = DEFAULT_MAX_LONG_POLLS)]
+    max_long_polls: usize,
+    /// Requests per second each vendor may sustain (429 with Retry-After above).
+    #[arg(long, default_value_t = DEFAULT_VENDOR_RATE)]
+    vendor_rate: u32,
+    /// Requests a vendor may send at once above its rate.
+    #[arg(long, default_value_t = DEFAULT_VENDOR_BURST)]
+    vendor_burst: u32,
+    /// Seconds a vendor's signed request may be older or newer than the auditor's clock.
+    #[arg(long, default_value_t = DEFAULT_REQUEST_WINDOW_SECS)]
+    request_window_secs: u64,
+    /// Signed-request nonces remembered to refuse replays (503 when full).
+    #[arg(long, default_value_t = DEFAULT_NONCE_CAPACITY)]
+    nonce_capacity: usize,
+    /// Milliseconds between looks at the registry file (a change applies without restart).
+    #[arg(long, default_value_t = DEFAULT_REGISTRY_POLL_MS)]
+    registry_poll_ms: u64,
+}
+
+impl LimitArgs {
+    fn apply(&self, config: &mut ServiceConfig) {
+        config.max_connections = self.max_connections;
+        config.listen_backlog = self.listen_backlog;
+        config.header_read_timeout = Duration::from_secs(self.header_timeout_secs);
+        config.max_header_bytes = self.max_header_bytes;
+        config.body_timeout = Duration::from_secs(self.body_timeout_secs);
+        config.max_in_flight = self.max_in_flight;
+        config.max_long_polls = self.max_long_polls;
+        config.vendor_rate = self.vendor_rate;
+        config.vendor_burst = self.vendor_burst;
+        config.request_window = Duration::from_secs(self.request_window_secs);
+        config.nonce_capacity = self.nonce_capacity;
+        config.registry_poll = Duration::from_millis(self.registry_poll_ms.max(10));
     }
 }

@@ -395,6 +395,8 @@ pub fn run(
     )
     .context("starting the auditor service")?;
     let url = service.url();
+    // The demo reads traces and settles as the operator (vendors only see their own).
+    let operator_token = service.operator_token().to_owned();
     progress(&format!("auditor: service listening on {url}"));
     let mut vendors = Vec::new();
     for (name, key, cert, account) in vendor_keys {
@@ -418,13 +420,14 @@ pub fn run(
         let http = reqwest::blocking::Client::new();
         let response = http
             .post(format!("{url}/v1/settle"))
+            .bearer_auth(&operator_token)
             .send()
             .context("POST /v1/settle")?;
         if !response.status().is_success() {
             bail!("settlement failed: {}", response.text().unwrap_or_default());
         }
         progress("settle: vendor payouts sent on-chain in a batched SPL transfer");
-        read_service(&url, &users, &vendors)
+        read_service(&url, &operator_token, &users, &vendors)
     });
     // Stop the service in every case (graceful: drains and closes the databases).
     let stopped = service.shutdown();
@@ -678,10 +681,18 @@ struct ServiceViews {
 /// block is left pending (the balance holds over decided blocks only).
 fn read_service(
     url: &str,
+    operator_token: &str,
     users: &[Party],
     vendors: &[Vendor],
 ) -> anyhow::Result<(ServiceViews, Vec<BlockTrace>)> {
-    let http = reqwest::blocking::Client::new();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {operator_token}").parse()?,
+    );
+    let http = reqwest::blocking::Client::builder()
+        .default_headers(headers)
+        .build()?;
     let status: StatusView = get_json(&http, &format!("{url}/v1/status"))?;
     if !status.pending_blocks.is_empty() {
         bail!(

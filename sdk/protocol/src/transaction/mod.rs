@@ -517,6 +517,32 @@ mod tests {
     }
 
     #[test]
+    fn json_with_a_field_nobody_signed_is_refused() {
+        let w = world();
+        let tokens = Token::sign_batch(&w.bank, 1, 1, 10, 50);
+        let tx = pay(&w, tokens);
+        let json = serde_json::to_value(&tx).unwrap();
+        assert_eq!(
+            serde_json::from_value::<PaymentTransaction>(json.clone()).unwrap(),
+            tx
+        );
+        for pointer in ["", "/user_cert", "/vendor_cert", "/tokens/0"] {
+            let mut extra = json.clone();
+            extra
+                .pointer_mut(pointer)
+                .unwrap()
+                .as_object_mut()
+                .unwrap()
+                .insert("bonus".into(), serde_json::json!(1));
+            let error = serde_json::from_value::<PaymentTransaction>(extra).unwrap_err();
+            assert!(
+                error.to_string().contains("unknown field"),
+                "{pointer}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn signed_bytes_layout() {
         let w = world();
         let tx = pay(&w, Token::sign_batch(&w.bank, 1, 2, 10, 50));

@@ -26,8 +26,17 @@
 //! being served) and accepts a transaction whose blockhash is at most `MAX_PROCESSING_AGE` (150)
 //! hashes old. [`Ledger::latest_blockhash`] waits for a new hash at every call, so a blockhash
 //! expires after 150 further calls or about a second of activity; [`EmbeddedLedger::advance_blockhashes`]
-//! does that on purpose (tests). The bank starts afresh at every open, so no blockhash survives a
-//! restart: a transaction signed before it can never execute after it.
+//! does that on purpose (tests). The bank starts afresh at every open, and its blockhashes
+//! continue from the directory's history (`blockhashes.rs`), so none handed out before a restart
+//! is valid after it.
+//!
+//! Never twice: a transaction is executed only if its signatures verify, and never a second
+//! time — within a run the bank's status cache refuses it, across restarts its blockhash is no
+//! longer valid; in both cases, while it is among the last [`OpenOptions::history_transactions`]
+//! transactions, the persisted history (`history.rs`) answers a resend with its first outcome
+//! without handing it to the bank.
+//!
+//! Logs are rewritten into the validator's format (`logs.rs`).
 //!
 //! The files of the data directory are read and written in `embedded/persist.rs`.
 
@@ -35,23 +44,33 @@
 // shared/NATIVE_TESTING.md. This module is the one place that uses it.
 #![allow(deprecated)]
 
+mod blockhashes;
+mod history;
+mod logs;
 mod persist;
 
+pub use history::ExecutedTransaction;
+
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sha2::{Digest, Sha256};
 use solana_program_test::{processor, ProgramTest, ProgramTestContext};
 use solana_sdk::account::Account;
 use solana_sdk::clock::Clock;
+use solana_sdk::epoch_schedule::EpochSchedule;
 use solana_sdk::hash::Hash;
 use solana_sdk::message::Message;
 use solana_sdk::pubkey::Pubkey;
 use solana_sdk::signature::{Keypair, Signature, Signer};
 use solana_sdk::transaction::{Transaction, TransactionError};
+use tokio::sync::broadcast;
 
 use super::{check_transaction_size, Ledger, LedgerError, Receipt};
+use history::{History, StoredTransaction};
 use persist::{
     compact_from_disk, io_error, load_or_create_faucet, load_state, ClockState, DirLock, Journal,
     JournalRecord, Snapshot, StoredAccount,
@@ -65,6 +84,9 @@ const SLOT_MILLIS: i64 = 400;
 /// How many times [`Ledger::latest_blockhash`] polls for a fresh hash before giving up.
 const BLOCKHASH_POLLS: u32 = 2_000;
 
+/// Updates a subscriber of [`EmbeddedLedger::subscribe`] may lag behind before it misses some.
+const UPDATE_CHANNEL: usize = 1024;
+
 /// Options of [`EmbeddedLedger::open_with`].
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
@@ -72,6 +94,8 @@ pub struct OpenOptions {
     pub compact_threshold_bytes: u64,
     /// Lamports the faucet gets when the data directory is created.
     pub faucet_genesis_lamports: u64,
+    /// Executed transactions whose status, logs and bytes are kept (and persisted).
+    pub history_transactions: usize,
 }
 
 impl Default for OpenOptions {
@@ -79,14 +103,48 @@ impl Default for OpenOptions {
         OpenOptions {
             compact_threshold_bytes: 4 * 1024 * 1024,
             faucet_genesis_lamports: FAUCET_GENESIS_LAMPORTS,
+            history_transactions: 5_000,
         }
     }
+}
+
+/// What one executed transaction changed, as [`EmbeddedLedger::subscribe`] reports it.
+#[derive(Debug, Clone)]
+pub struct LedgerUpdate {
+    /// The transaction, its outcome and logs.
+    pub transaction: Arc<ExecutedTransaction>,
+    /// The post-state of every writable account of the transaction (`None`: it was deleted).
+    pub accounts: Vec<(Pubkey, Option<Account>)>,
+}
+
+/// How [`EmbeddedLedger::simulate`] runs a transaction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimulateOptions {
+    /// Refuse the transaction if a signature does not verify.
+    pub sig_verify: bool,
+    /// Run it with the latest blockhash instead of its own (signatures are then not checked).
+    pub replace_recent_blockhash: bool,
+}
+
+/// The outcome of a simulated transaction (nothing was committed).
+#[derive(Debug, Clone)]
+pub struct Simulation {
+    /// `None` when it would succeed.
+    pub err: Option<TransactionError>,
+    /// Its logs, in the validator's format.
+    pub logs: Vec<String>,
+    /// Data returned by the last program that set return data.
+    pub return_data: Option<(Pubkey, Vec<u8>)>,
+    /// The blockhash it ran with, when [`SimulateOptions::replace_recent_blockhash`] was set.
+    pub replacement_blockhash: Option<Hash>,
 }
 
 /// The program running natively in an in-process Solana bank; see the module documentation.
 pub struct EmbeddedLedger {
     inner: Mutex<Inner>,
     data_dir: Option<PathBuf>,
+    genesis_hash: Hash,
+    updates: broadcast::Sender<LedgerUpdate>,
 }
 
 struct Inner {
@@ -96,10 +154,22 @@ struct Inner {
     journal: Option<Journal>,
     clock: ClockState,
     last_blockhash: Hash,
+    /// Highest `Hash::new_unique` counter handed out or used (see `blockhashes.rs`).
+    blockhash_watermark: u64,
+    history: History,
+    /// Accounts by owner (every account a transaction of this directory wrote), and the owner
+    /// of each: what `program_accounts` answers from.
+    owners: HashMap<Pubkey, BTreeSet<Pubkey>>,
+    owner_of: HashMap<Pubkey, Pubkey>,
+    updates: broadcast::Sender<LedgerUpdate>,
+    history_limit: usize,
     poisoned: Option<String>,
     runtime: tokio::runtime::Runtime,
     _lock: Option<DirLock>,
 }
+
+/// The programs the ledger runs natively (their logs are rewritten, see `logs.rs`).
+const NATIVE_PROGRAMS: [Pubkey; 1] = [mupib::ID];
 
 fn wall_clock_now() -> i64 {
     SystemTime::now()
@@ -123,13 +193,12 @@ fn is_runtime_owned(account: &Account) -> bool {
 impl EmbeddedLedger {
     /// A ledger kept in memory only (tests).
     pub fn ephemeral() -> Result<Self, LedgerError> {
-        Self::start(
-            None,
-            Snapshot::default(),
-            None,
-            Keypair::new(),
-            &OpenOptions::default(),
-        )
+        Self::ephemeral_with(&OpenOptions::default())
+    }
+
+    /// A ledger kept in memory only, with explicit options (tests).
+    pub fn ephemeral_with(options: &OpenOptions) -> Result<Self, LedgerError> {
+        Self::start(None, Snapshot::default(), None, Keypair::new(), options)
     }
 
     /// Opens (or creates) the ledger persisted in `dir`.
@@ -162,6 +231,8 @@ impl EmbeddedLedger {
             .enable_all()
             .build()
             .map_err(|e| LedgerError::Backend(format!("cannot start the ledger runtime: {e}")))?;
+        // Before the bank registers its first blockhash: none of an earlier run may come back.
+        blockhashes::skip_past(snapshot.blockhash_watermark)?;
         let mut program_test = ProgramTest::default();
         // `ProgramTest::default` turns on the runtime's debug log (every instruction, on
         // stderr); keep warnings only unless the user asked for more with RUST_LOG.
@@ -187,16 +258,40 @@ impl EmbeddedLedger {
             Some((journal, lock)) => (Some(journal), Some(lock)),
             None => (None, None),
         };
+        let mut history = History::new(options.history_transactions);
+        for stored in &snapshot.history {
+            let executed = stored
+                .to_executed()
+                .map_err(|reason| LedgerError::Corrupt {
+                    path: data_dir.clone().unwrap_or_default(),
+                    reason,
+                })?;
+            history.insert(Arc::new(executed));
+        }
+        let (updates, _) = broadcast::channel(UPDATE_CHANNEL);
+        let genesis_hash = genesis_hash_of(&faucet.pubkey());
         let mut inner = Inner {
             context,
             faucet,
             journal,
             clock: snapshot.clock,
             last_blockhash,
+            blockhash_watermark: snapshot.blockhash_watermark,
+            history,
+            owners: HashMap::new(),
+            owner_of: HashMap::new(),
+            updates: updates.clone(),
+            history_limit: options.history_transactions,
             poisoned: None,
             runtime,
             _lock: lock,
         };
+        let faucet_key = inner.faucet.pubkey();
+        inner.index_owner(faucet_key, Some(solana_system_interface::program::ID));
+        for (key, stored) in &snapshot.accounts {
+            let account = Account::from(stored);
+            inner.index_owner(Pubkey::new_from_array(*key), Some(account.owner));
+        }
         // The slot moves on at every open, so it never repeats across restarts.
         let bank_clock = inner.bank_clock()?;
         inner.clock.slot = inner
@@ -211,7 +306,118 @@ impl EmbeddedLedger {
         Ok(EmbeddedLedger {
             inner: Mutex::new(inner),
             data_dir,
+            genesis_hash,
+            updates,
         })
+    }
+
+    /// The ledger's genesis hash: fixed for a data directory (derived from its faucet, created
+    /// with it), new for every ephemeral ledger. What `getGenesisHash` answers.
+    pub fn genesis_hash(&self) -> Hash {
+        self.genesis_hash
+    }
+
+    /// The identity `getIdentity` reports for this ledger (derived like the genesis hash; it
+    /// signs nothing).
+    pub fn identity(&self) -> Pubkey {
+        let digest = Sha256::new()
+            .chain_update(b"mupib:ledger:identity:v1")
+            .chain_update(self.genesis_hash.as_ref())
+            .finalize();
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(&digest);
+        Pubkey::new_from_array(bytes)
+    }
+
+    /// Every transaction executed from now on, with the accounts it changed, for as long as the
+    /// receiver is kept (a receiver more than 1024 updates behind misses the oldest).
+    pub fn subscribe(&self) -> broadcast::Receiver<LedgerUpdate> {
+        self.updates.subscribe()
+    }
+
+    /// An executed transaction among the remembered ones (see
+    /// [`OpenOptions::history_transactions`]).
+    pub fn transaction(
+        &self,
+        signature: &Signature,
+    ) -> Result<Option<Arc<ExecutedTransaction>>, LedgerError> {
+        Ok(self.lock()?.history.get(signature))
+    }
+
+    /// Remembered executed transactions, newest first, that `keep` accepts, at most `limit`.
+    pub fn transactions(
+        &self,
+        mut keep: impl FnMut(&ExecutedTransaction) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Arc<ExecutedTransaction>>, LedgerError> {
+        let inner = self.lock()?;
+        Ok(inner
+            .history
+            .newest_first()
+            .filter(|t| keep(t))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    /// The slot of the oldest remembered transaction (the first block history can answer for).
+    pub fn first_remembered_slot(&self) -> Result<Option<u64>, LedgerError> {
+        Ok(self.lock()?.history.oldest().map(|t| t.slot))
+    }
+
+    /// Every account owned by `owner` among the accounts the ledger's transactions wrote (and
+    /// the faucet), read from the bank now. Accounts the runtime creates itself (sysvars,
+    /// programs loaded at genesis) are not indexed.
+    pub fn program_accounts(&self, owner: &Pubkey) -> Result<Vec<(Pubkey, Account)>, LedgerError> {
+        let inner = self.lock()?;
+        inner.check_usable()?;
+        let keys: Vec<Pubkey> = inner
+            .owners
+            .get(owner)
+            .map(|keys| keys.iter().copied().collect())
+            .unwrap_or_default();
+        let mut accounts = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(account) = inner.get_account(&key)? {
+                if account.owner == *owner {
+                    accounts.push((key, account));
+                }
+            }
+        }
+        Ok(accounts)
+    }
+
+    /// Runs `transaction` against the current state without committing anything (no fee, no
+    /// status). Compute units are not reported: the native program is not metered.
+    pub fn simulate(
+        &self,
+        transaction: &Transaction,
+        options: SimulateOptions,
+    ) -> Result<Simulation, LedgerError> {
+        self.lock()?.simulate(transaction, options)
+    }
+
+    /// The epoch schedule of the bank.
+    pub fn epoch_schedule(&self) -> Result<EpochSchedule, LedgerError> {
+        let inner = self.lock()?;
+        inner
+            .runtime
+            .block_on(inner.context.banks_client.get_sysvar::<EpochSchedule>())
+            .map_err(|e| LedgerError::Backend(format!("cannot read the EpochSchedule sysvar: {e}")))
+    }
+
+    /// The fee the bank charges for `message` (`None` when its blockhash is unknown).
+    pub fn fee_for_message(&self, message: &Message) -> Result<Option<u64>, LedgerError> {
+        let inner = self.lock()?;
+        inner
+            .runtime
+            .block_on(
+                inner
+                    .context
+                    .banks_client
+                    .get_fee_for_message(message.clone()),
+            )
+            .map_err(|e| LedgerError::Backend(format!("cannot compute the fee: {e}")))
     }
 
     /// The data directory, `None` for an ephemeral ledger.
@@ -278,7 +484,7 @@ impl EmbeddedLedger {
         let (Some(dir), Some(journal)) = (self.data_dir.as_deref(), inner.journal.as_ref()) else {
             return Ok(());
         };
-        compact_from_disk(dir, &journal.file)
+        compact_from_disk(dir, &journal.file, inner.history_limit)
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, LedgerError> {
@@ -335,6 +541,8 @@ impl Inner {
         let record = JournalRecord {
             clock: self.clock,
             accounts: Vec::new(),
+            blockhash_watermark: self.blockhash_watermark,
+            transaction: None,
         };
         self.append(&record)
     }
@@ -357,27 +565,120 @@ impl Inner {
             .map_err(|e| LedgerError::Backend(format!("cannot read account {address}: {e}")))
     }
 
-    /// Persists the post-state of `keys` (the writable accounts of an executed transaction).
-    fn persist(&mut self, keys: &[Pubkey]) -> Result<(), LedgerError> {
-        if self.journal.is_none() {
-            return Ok(());
-        }
-        let mut accounts = Vec::with_capacity(keys.len());
-        for key in keys {
-            let account = self.get_account(key)?;
-            match account {
-                Some(account) if is_runtime_owned(&account) => {}
-                Some(account) => {
-                    accounts.push((key.to_bytes(), Some(StoredAccount::from(&account))))
+    /// Lamports of `keys`, in order (0 for a missing account).
+    fn balances(&self, keys: &[Pubkey]) -> Result<Vec<u64>, LedgerError> {
+        keys.iter()
+            .map(|key| Ok(self.get_account(key)?.map(|a| a.lamports).unwrap_or(0)))
+            .collect()
+    }
+
+    fn index_owner(&mut self, key: Pubkey, owner: Option<Pubkey>) {
+        if let Some(previous) = self.owner_of.remove(&key) {
+            if let Some(keys) = self.owners.get_mut(&previous) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    self.owners.remove(&previous);
                 }
-                None => accounts.push((key.to_bytes(), None)),
             }
         }
-        let record = JournalRecord {
-            clock: self.clock,
-            accounts,
-        };
-        self.append(&record)
+        if let Some(owner) = owner {
+            self.owners.entry(owner).or_default().insert(key);
+            self.owner_of.insert(key, owner);
+        }
+    }
+
+    fn observe_blockhash(&mut self, hash: &Hash) {
+        if let Some(counter) = blockhashes::counter(hash) {
+            self.blockhash_watermark = self.blockhash_watermark.max(counter);
+        }
+    }
+
+    /// Records an executed transaction: reads the post-state of its accounts, journals the
+    /// writable ones with the transaction (one record, fsynced), then indexes, remembers and
+    /// announces it.
+    fn record_execution(
+        &mut self,
+        transaction: &Transaction,
+        err: Option<TransactionError>,
+        logs: Vec<String>,
+        return_data: Option<(Pubkey, Vec<u8>)>,
+        pre_balances: Vec<u64>,
+    ) -> Result<Arc<ExecutedTransaction>, LedgerError> {
+        let message = &transaction.message;
+        let mut post_balances = Vec::with_capacity(message.account_keys.len());
+        let mut changed = Vec::new();
+        for (index, key) in message.account_keys.iter().enumerate() {
+            let account = self.get_account(key)?;
+            post_balances.push(account.as_ref().map(|a| a.lamports).unwrap_or(0));
+            if message.is_maybe_writable(index, None) {
+                changed.push((*key, account));
+            }
+        }
+        let fee = self
+            .runtime
+            .block_on(
+                self.context
+                    .banks_client
+                    .get_fee_for_message(message.clone()),
+            )
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| {
+                self.context
+                    .genesis_config()
+                    .fee_rate_governor
+                    .lamports_per_signature
+                    .saturating_mul(u64::from(message.header.num_required_signatures))
+            });
+        let blockhash = self.last_blockhash;
+        let executed = Arc::new(ExecutedTransaction {
+            signature: transaction.signatures.first().copied().unwrap_or_default(),
+            transaction: transaction.clone(),
+            slot: self.clock.slot,
+            block_time: self.clock.unix_timestamp,
+            blockhash,
+            fee,
+            err,
+            logs,
+            return_data,
+            pre_balances,
+            post_balances,
+        });
+        self.observe_blockhash(&message.recent_blockhash);
+        if self.journal.is_some() {
+            let accounts = changed
+                .iter()
+                .filter_map(|(key, account)| match account {
+                    Some(account) if is_runtime_owned(account) => None,
+                    Some(account) => Some((key.to_bytes(), Some(StoredAccount::from(account)))),
+                    None => Some((key.to_bytes(), None)),
+                })
+                .collect();
+            let stored = StoredTransaction::from_executed(&executed).map_err(|reason| {
+                LedgerError::Backend(format!("cannot journal the transaction: {reason}"))
+            })?;
+            let record = JournalRecord {
+                clock: self.clock,
+                accounts,
+                blockhash_watermark: self.blockhash_watermark,
+                transaction: Some(stored),
+            };
+            self.append(&record)?;
+        }
+        for (key, account) in &changed {
+            let owner = account
+                .as_ref()
+                .filter(|a| a.lamports > 0 && !is_runtime_owned(a))
+                .map(|a| a.owner);
+            self.index_owner(*key, owner);
+        }
+        self.history.insert(Arc::clone(&executed));
+        // Nobody listening is fine.
+        let _ = self.updates.send(LedgerUpdate {
+            transaction: Arc::clone(&executed),
+            accounts: changed,
+        });
+        Ok(executed)
     }
 
     fn send(&mut self, transaction: &Transaction) -> Result<Receipt, LedgerError> {
@@ -387,15 +688,18 @@ impl Inner {
             self.install_clock()?;
         }
         let signature = transaction.signatures.first().copied().unwrap_or_default();
-        let message = &transaction.message;
-        let writable: Vec<Pubkey> = message
-            .account_keys
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| message.is_maybe_writable(*i, None))
-            .map(|(_, key)| *key)
-            .collect();
-        let fee_payer = message.account_keys.first().copied();
+        if let Some(first) = self.history.get(&signature) {
+            // Sent again (before or after a restart): it never runs twice.
+            return outcome_of(&first);
+        }
+        if transaction.verify().is_err() {
+            return Err(LedgerError::from_transaction_error(
+                signature,
+                TransactionError::SignatureFailure,
+                Vec::new(),
+            ));
+        }
+        let pre_balances = self.balances(&transaction.message.account_keys)?;
         let outcome = self
             .runtime
             .block_on(
@@ -404,31 +708,78 @@ impl Inner {
                     .process_transaction_with_metadata(transaction.clone()),
             )
             .map_err(|e| LedgerError::Backend(format!("cannot process the transaction: {e}")))?;
-        let logs = outcome.metadata.map(|m| m.log_messages).unwrap_or_default();
-        if outcome.result == Err(TransactionError::AlreadyProcessed) {
-            // Sent again: it never runs twice; answer with the first execution's outcome.
-            if let Some(first) = self.first_outcome(&signature)? {
-                return first.map(|()| Receipt {
-                    signature,
-                    logs: Vec::new(),
-                });
-            }
-        }
-        match outcome.result {
-            Ok(()) => {
-                self.persist(&writable)?;
-                Ok(Receipt { signature, logs })
-            }
-            Err(error) => {
-                // An executed transaction that failed still charged its fee: persist the payer.
-                if !logs.is_empty() {
-                    if let Some(payer) = fee_payer {
-                        self.persist(&[payer])?;
-                    }
+        let Some(metadata) = outcome.metadata else {
+            // Refused before execution (blockhash, fee payer, already processed): nothing
+            // changed and no fee was charged.
+            let error = outcome
+                .result
+                .err()
+                .unwrap_or(TransactionError::AccountNotFound);
+            if error == TransactionError::AlreadyProcessed {
+                if let Some(first) = self.first_outcome(&signature)? {
+                    return first.map(|()| Receipt {
+                        signature,
+                        logs: Vec::new(),
+                    });
                 }
-                Err(LedgerError::from_transaction_error(signature, error, logs))
             }
+            return Err(LedgerError::from_transaction_error(
+                signature,
+                error,
+                Vec::new(),
+            ));
+        };
+        let logs = logs::normalize(&metadata.log_messages, &NATIVE_PROGRAMS);
+        let return_data = metadata
+            .return_data
+            .filter(|r| !r.data.is_empty())
+            .map(|r| (r.program_id, r.data));
+        let err = outcome.result.err();
+        let executed = self.record_execution(transaction, err, logs, return_data, pre_balances)?;
+        outcome_of(&executed)
+    }
+
+    fn simulate(
+        &mut self,
+        transaction: &Transaction,
+        options: SimulateOptions,
+    ) -> Result<Simulation, LedgerError> {
+        self.check_usable()?;
+        let mut transaction = transaction.clone();
+        let replacement_blockhash = if options.replace_recent_blockhash {
+            let hash = self.latest_blockhash()?;
+            transaction.message.recent_blockhash = hash;
+            Some(hash)
+        } else {
+            None
+        };
+        if options.sig_verify && transaction.verify().is_err() {
+            return Ok(Simulation {
+                err: Some(TransactionError::SignatureFailure),
+                logs: Vec::new(),
+                return_data: None,
+                replacement_blockhash,
+            });
         }
+        let result = self
+            .runtime
+            .block_on(self.context.banks_client.simulate_transaction(transaction))
+            .map_err(|e| LedgerError::Backend(format!("cannot simulate the transaction: {e}")))?;
+        let details = result.simulation_details;
+        let logs = details
+            .as_ref()
+            .map(|d| logs::normalize(&d.logs, &NATIVE_PROGRAMS))
+            .unwrap_or_default();
+        let return_data = details
+            .and_then(|d| d.return_data)
+            .filter(|r| !r.data.is_empty())
+            .map(|r| (r.program_id, r.data));
+        Ok(Simulation {
+            err: result.result.and_then(Result::err),
+            logs,
+            return_data,
+            replacement_blockhash,
+        })
     }
 
     /// The outcome of an executed transaction from the bank's status cache (`None` if unknown).
@@ -495,6 +846,7 @@ impl Inner {
                 })?;
             if hash != self.last_blockhash {
                 self.last_blockhash = hash;
+                self.observe_blockhash(&hash);
                 return Ok(hash);
             }
             // The bank registers a new blockhash every simulated slot while the runtime runs.
@@ -505,6 +857,32 @@ impl Inner {
             "the bank produced no new blockhash".to_string(),
         ))
     }
+}
+
+/// The receipt or error of an executed transaction, as its first execution answered.
+fn outcome_of(executed: &ExecutedTransaction) -> Result<Receipt, LedgerError> {
+    match &executed.err {
+        None => Ok(Receipt {
+            signature: executed.signature,
+            logs: executed.logs.clone(),
+        }),
+        Some(error) => Err(LedgerError::from_transaction_error(
+            executed.signature,
+            error.clone(),
+            executed.logs.clone(),
+        )),
+    }
+}
+
+/// `SHA-256(tag ‖ faucet)`: fixed for a data directory, whose faucet is created with it.
+fn genesis_hash_of(faucet: &Pubkey) -> Hash {
+    let digest = Sha256::new()
+        .chain_update(b"mupib:ledger:genesis:v1")
+        .chain_update(faucet.as_ref())
+        .finalize();
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(&digest);
+    Hash::new_from_array(bytes)
 }
 
 impl Ledger for EmbeddedLedger {

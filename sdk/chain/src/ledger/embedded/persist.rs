@@ -2,6 +2,11 @@
 //! (`snapshot.bin`, replaced atomically), the journal of post-states (`journal.bin`, one
 //! length-and-checksum framed record per executed transaction, a torn tail dropped at open),
 //! the faucet keypair (`faucet.json`) and the directory lock (`LOCK`).
+//!
+//! Format versions: version 2 (this one) adds to every record the executed transaction (its
+//! signature, bytes, outcome and logs: the ledger's signature statuses and history) and the
+//! blockhash watermark (see `blockhashes.rs`). A version-1 directory (snapshot magic `MUPIBSN1`,
+//! journal without a header) is read and rewritten as version 2 at open.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -14,6 +19,8 @@ use solana_sdk::account::Account;
 use solana_sdk::pubkey::Pubkey;
 use solana_sdk::signature::Keypair;
 
+use super::history::StoredTransaction;
+
 use super::OpenOptions;
 use crate::ledger::LedgerError;
 
@@ -22,7 +29,10 @@ const SNAPSHOT_TMP_FILE: &str = "snapshot.bin.tmp";
 const JOURNAL_FILE: &str = "journal.bin";
 const FAUCET_FILE: &str = "faucet.json";
 const LOCK_FILE: &str = "LOCK";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"MUPIBSN1";
+const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"MUPIBSN1";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"MUPIBSN2";
+/// First bytes of a version-2 journal (a version-1 journal starts with a record frame).
+const JOURNAL_MAGIC: &[u8; 8] = b"MUPIBJ2\n";
 const CHECKSUM_LEN: usize = 8;
 /// Journal record frame: length (u32 LE) + checksum, then the payload.
 const FRAME_HEADER_LEN: usize = 4 + CHECKSUM_LEN;
@@ -72,16 +82,63 @@ impl From<&StoredAccount> for Account {
 pub(super) struct Snapshot {
     pub(super) clock: ClockState,
     pub(super) accounts: BTreeMap<[u8; 32], StoredAccount>,
+    /// Highest counter of a blockhash this directory ever handed out or executed a transaction
+    /// with (see `blockhashes.rs`).
+    pub(super) blockhash_watermark: u64,
+    /// The most recent executed transactions, oldest first (at most the history limit).
+    pub(super) history: Vec<StoredTransaction>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct JournalRecord {
     pub(super) clock: ClockState,
     pub(super) accounts: Vec<([u8; 32], Option<StoredAccount>)>,
+    pub(super) blockhash_watermark: u64,
+    /// The executed transaction whose post-states these are (`None` for a clock change).
+    pub(super) transaction: Option<StoredTransaction>,
+}
+
+/// Version 1 of the snapshot (before signature statuses were persisted).
+#[derive(Deserialize)]
+struct SnapshotV1 {
+    clock: ClockState,
+    accounts: BTreeMap<[u8; 32], StoredAccount>,
+}
+
+/// Version 1 of a journal record.
+#[derive(Deserialize)]
+struct JournalRecordV1 {
+    clock: ClockState,
+    accounts: Vec<([u8; 32], Option<StoredAccount>)>,
+}
+
+impl From<JournalRecordV1> for JournalRecord {
+    fn from(v1: JournalRecordV1) -> Self {
+        JournalRecord {
+            clock: v1.clock,
+            accounts: v1.accounts,
+            blockhash_watermark: 0,
+            transaction: None,
+        }
+    }
 }
 
 impl Snapshot {
-    fn apply(&mut self, record: JournalRecord) {
+    fn apply(&mut self, record: JournalRecord, history_limit: usize) {
+        self.blockhash_watermark = self.blockhash_watermark.max(record.blockhash_watermark);
+        if let Some(transaction) = record.transaction {
+            if !self
+                .history
+                .iter()
+                .any(|t| t.signature == transaction.signature)
+            {
+                self.history.push(transaction);
+            }
+            let excess = self.history.len().saturating_sub(history_limit);
+            if excess > 0 {
+                self.history.drain(..excess);
+            }
+        }
         for (key, account) in record.accounts {
             match account {
                 Some(account) if account.lamports > 0 => {
@@ -148,6 +205,12 @@ pub(super) struct Journal {
 impl Journal {
     pub(super) fn append(&mut self, record: &JournalRecord) -> Result<(), LedgerError> {
         let path = self.dir.join(JOURNAL_FILE);
+        let len = self.file.metadata().map_err(io_error(&path))?.len();
+        if len == 0 {
+            self.file
+                .write_all(JOURNAL_MAGIC)
+                .map_err(io_error(&path))?;
+        }
         let payload = bincode::serialize(record).map_err(|e| LedgerError::Corrupt {
             path: path.clone(),
             reason: format!("cannot encode a journal record: {e}"),
@@ -163,9 +226,28 @@ impl Journal {
     }
 }
 
-/// Parses journal bytes into records; returns them and the length of the valid prefix (a torn
-/// or corrupt tail is where a crash interrupted a write, and is dropped).
-fn parse_journal(bytes: &[u8]) -> (Vec<JournalRecord>, usize) {
+/// Parses journal bytes (either version) into records; returns them, the length of the valid
+/// prefix (a torn or corrupt tail is where a crash interrupted a write, and is dropped) and
+/// whether the journal is of version 1.
+fn parse_journal(bytes: &[u8]) -> (Vec<JournalRecord>, usize, bool) {
+    match bytes.strip_prefix(JOURNAL_MAGIC.as_slice()) {
+        Some(body) => {
+            let (records, len) = parse_frames::<JournalRecord>(body);
+            (records, len.saturating_add(JOURNAL_MAGIC.len()), false)
+        }
+        None if bytes.is_empty() => (Vec::new(), 0, false),
+        None => {
+            let (records, len) = parse_frames::<JournalRecordV1>(bytes);
+            (
+                records.into_iter().map(JournalRecord::from).collect(),
+                len,
+                true,
+            )
+        }
+    }
+}
+
+fn parse_frames<R: serde::de::DeserializeOwned>(bytes: &[u8]) -> (Vec<R>, usize) {
     let mut records = Vec::new();
     let mut offset = 0usize;
     while let Some(header) = bytes.get(offset..offset.saturating_add(FRAME_HEADER_LEN)) {
@@ -181,7 +263,7 @@ fn parse_journal(bytes: &[u8]) -> (Vec<JournalRecord>, usize) {
         if checksum(payload) != header[4..FRAME_HEADER_LEN] {
             break;
         }
-        let Ok(record) = bincode::deserialize::<JournalRecord>(payload) else {
+        let Ok(record) = bincode::deserialize::<R>(payload) else {
             break;
         };
         records.push(record);
@@ -208,12 +290,23 @@ fn decode_snapshot(bytes: &[u8], path: &Path) -> Result<Snapshot, LedgerError> {
         reason: reason.to_string(),
     };
     let header_len = SNAPSHOT_MAGIC.len() + CHECKSUM_LEN;
-    if bytes.len() < header_len || &bytes[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
+    let magic = bytes.get(..SNAPSHOT_MAGIC.len());
+    let version_1 = magic == Some(SNAPSHOT_MAGIC_V1.as_slice());
+    if bytes.len() < header_len || !(version_1 || magic == Some(SNAPSHOT_MAGIC.as_slice())) {
         return Err(corrupt("not a µPIB ledger snapshot (bad magic)"));
     }
     let payload = &bytes[header_len..];
     if checksum(payload) != bytes[SNAPSHOT_MAGIC.len()..header_len] {
         return Err(corrupt("checksum mismatch"));
+    }
+    if version_1 {
+        let v1: SnapshotV1 =
+            bincode::deserialize(payload).map_err(|e| corrupt(&format!("cannot decode: {e}")))?;
+        return Ok(Snapshot {
+            clock: v1.clock,
+            accounts: v1.accounts,
+            ..Snapshot::default()
+        });
     }
     bincode::deserialize(payload).map_err(|e| corrupt(&format!("cannot decode: {e}")))
 }
@@ -327,9 +420,9 @@ pub(super) fn load_state(
             .and_then(|mut f| f.read_to_end(&mut journal_bytes))
             .map_err(io_error(&journal_path))?;
     }
-    let (records, valid_len) = parse_journal(&journal_bytes);
+    let (records, valid_len, version_1) = parse_journal(&journal_bytes);
     for record in records {
-        snapshot.apply(record);
+        snapshot.apply(record, options.history_transactions);
     }
     let journal_file = fs::OpenOptions::new()
         .create(true)
@@ -348,7 +441,8 @@ pub(super) fn load_state(
             .map_err(io_error(&journal_path))?;
         journal_file.sync_all().map_err(io_error(&journal_path))?;
     }
-    if valid_len_u64 > options.compact_threshold_bytes {
+    if version_1 || valid_len_u64 > options.compact_threshold_bytes {
+        // A version-1 journal is folded into a version-2 snapshot before anything is appended.
         compact(dir, &snapshot, &journal_file)?;
     }
     Ok((snapshot, journal_file))
@@ -366,13 +460,17 @@ fn compact(dir: &Path, snapshot: &Snapshot, journal: &File) -> Result<(), Ledger
 
 /// Rebuilds the snapshot from disk (the open ledger holds the bank in memory, not a list of
 /// written keys): the snapshot file with the whole journal applied, then [`compact`]s it.
-pub(super) fn compact_from_disk(dir: &Path, journal: &File) -> Result<(), LedgerError> {
+pub(super) fn compact_from_disk(
+    dir: &Path,
+    journal: &File,
+    history_limit: usize,
+) -> Result<(), LedgerError> {
     let mut snapshot = read_snapshot(dir)?;
     let journal_path = dir.join(JOURNAL_FILE);
     let bytes = fs::read(&journal_path).map_err(io_error(&journal_path))?;
-    let (records, _) = parse_journal(&bytes);
+    let (records, _, _) = parse_journal(&bytes);
     for record in records {
-        snapshot.apply(record);
+        snapshot.apply(record, history_limit);
     }
     compact(dir, &snapshot, journal)
 }

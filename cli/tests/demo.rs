@@ -75,33 +75,41 @@ fn demo_runs_every_attack_through_the_service_and_the_money_balances() {
     assert_eq!(honest["rejections"], serde_json::json!([]));
     assert!((honest["trust"].as_f64().unwrap() - 5.0 / 6.0).abs() < 1e-12);
 
-    // The double-spender: one already-spent token per block. Eq. 7: 4 → ⌊4·(4/6)/(5/6)⌋ = 3 →
+    // The double-spender: spends four tokens honestly (a valid block of 4, W stays 4), then each
+    // round presents one of them again. The auditor has seen them: rejected at intake, never
+    // paid, and each attempt is a misbehaviour (γ += 1). Eq. 7: 4 → ⌊4·(4/6)/(5/6)⌋ = 3 →
     // ⌊3·(3/6)/(4/6)⌋ = 2 → ⌊2·(2/6)/(3/6)⌋ = 1 → ⌊1·(1/6)/(2/6)⌋ = 0: suspended.
     let spender = by_name(&report["users"], "double-spender");
     let sizes = u64s(&spender["block_sizes"]);
-    assert_eq!(sizes, vec![4, 3, 2, 1, 0]);
-    assert!(sizes.windows(2).all(|w| w[1] < w[0]), "strictly decreasing");
+    assert_eq!(sizes, vec![4, 4, 3, 2, 1]);
+    assert!(
+        sizes[1..].windows(2).all(|w| w[1] < w[0]),
+        "strictly decreasing"
+    );
     assert_eq!(spender["block_size"], 0);
     assert_eq!(spender["suspended"], true);
+    assert_eq!(spender["misbehaviour_count"], 4);
     assert_eq!(spender["invalid_total"], 4);
-    assert_eq!(spender["blocks_invalid"], 4);
+    // Its blocks hold only tokens it had not spent: all valid on-chain.
+    assert_eq!(spender["blocks_valid"], 4);
+    assert_eq!(spender["blocks_invalid"], 0);
     assert!((spender["trust"].as_f64().unwrap() - 1.0 / 6.0).abs() < 1e-12);
-    // Each block's waiting payment is rejected naming the invalid tokens; after suspension the
-    // next payment is refused outright.
+    // Each replay is refused naming the reason; after suspension the next payment is refused
+    // outright.
     assert_eq!(
         spender["rejections"],
         serde_json::json!([
-            "invalid_tokens_in_block",
-            "invalid_tokens_in_block",
-            "invalid_tokens_in_block",
-            "invalid_tokens_in_block",
+            "double_spending_at_intake",
+            "double_spending_at_intake",
+            "double_spending_at_intake",
+            "double_spending_at_intake",
             "user_suspended"
         ])
     );
-    // Delivered at once: 3 + 2 + 1 + 0 payments; refunds: the valid waiting token of the blocks
-    // of 4, 3 and 2 (the block of 1 waited on the double-spent token itself: nothing to refund).
-    assert_eq!(spender["delivered"], 6);
-    assert_eq!(spender["refunded"], 3 * 10_000);
+    // Delivered at once: the 4 first uses, then 3 + 2 + 1 + 0 after each refused replay; nothing
+    // was delivered against a replayed token, so nothing to refund.
+    assert_eq!(spender["delivered"], 4 + 3 + 2 + 1);
+    assert_eq!(spender["refunded"], 0);
 
     // The forger: the forged token is rejected at intake; γ = 1 takes W to 3, its next block
     // (valid) keeps it there.
@@ -114,7 +122,7 @@ fn demo_runs_every_attack_through_the_service_and_the_money_balances() {
 
     // Vendors: paid on-chain what they accrued; the double-seller flagged once, paid once.
     // Honest orders go 1, 2, 1 tokens to vendor-a, vendor-b, double-seller in each block;
-    // the double-spender's payments alternate vendor-a (the double-spent token), vendor-b, ...;
+    // the double-spender's first uses go to vendor-b, its block payments to vendor-b, vendor-a, ...;
     // the forger's three tokens go vendor-a, vendor-b, vendor-a.
     let seller = by_name(&report["vendors"], "double-seller");
     assert_eq!(seller["double_sellings"], 1);
@@ -123,60 +131,55 @@ fn demo_runs_every_attack_through_the_service_and_the_money_balances() {
     let a = by_name(&report["vendors"], "vendor-a");
     let b = by_name(&report["vendors"], "vendor-b");
     assert_eq!(a["double_sellings"], 0);
-    // vendor-a: honest 2, double-spender 3 double-spent + 1 (block of 4, i = 2), forger 2.
-    assert_eq!(a["onchain_balance"], 8 * 8_000);
-    // vendor-b: honest 4, double-spender 2 (blocks of 4 and 3, i = 1), forger 1.
-    assert_eq!(b["onchain_balance"], 7 * 8_000);
+    // vendor-a: honest 2, double-spender 2 (blocks of 3 and 2, i = 2), forger 2.
+    assert_eq!(a["onchain_balance"], 6 * 8_000);
+    // vendor-b: honest 4, double-spender 4 first uses + 4 (blocks of 3, 2, 1), forger 1.
+    assert_eq!(b["onchain_balance"], 13 * 8_000);
     for vendor in [a, b, seller] {
         assert_eq!(vendor["onchain_balance"], vendor["accrued"]);
         assert_eq!(vendor["settled"], vendor["accrued"]);
     }
 
-    // Decisions on the ledger: 8 honest + 3 forger + 6 double-spender valid; 4 duplicates.
+    // Decisions on the ledger: 8 honest + 3 forger + 10 double-spender, all valid: what intake
+    // refused never reaches a block.
     assert_eq!(report["blocks"], 7);
     assert_eq!(
         report["decisions"],
-        serde_json::json!({"valid": 17, "altered": 0, "duplicate": 4, "unpublished": 0})
+        serde_json::json!({"valid": 21, "altered": 0, "duplicate": 0, "unpublished": 0})
     );
 
-    // Block by block (from the Block accounts): honest and forger blocks all valid, each of the
-    // double-spender's blocks holds exactly one duplicate; the escrow paid v per valid token.
+    // Block by block (from the Block accounts): every token valid, the escrow paid v per token,
+    // and the double-spender's blocks follow its shrinking W.
     let blocks = report["block_list"].as_array().unwrap();
     assert_eq!(blocks.len(), 7);
     let mut spender_blocks = Vec::new();
     for block in blocks {
         let d = &block["decisions"];
         let size = block["block_size"].as_u64().unwrap();
-        let valid = d["valid"].as_u64().unwrap();
-        assert_eq!(valid + d["duplicate"].as_u64().unwrap(), size, "{block}");
-        assert_eq!(block["amount_paid"].as_u64().unwrap(), valid * 10_000);
+        assert_eq!(d["valid"].as_u64().unwrap(), size, "{block}");
+        assert_eq!(block["amount_paid"].as_u64().unwrap(), size * 10_000);
+        assert_eq!(block["block_size_after"], block["block_size"]);
         match block["user"].as_str().unwrap() {
-            "double-spender" => {
-                assert_eq!(d["duplicate"], 1, "{block}");
-                spender_blocks.push((size, block["block_size_after"].as_u64().unwrap()));
-            }
-            "honest" | "forger" => {
-                assert_eq!(d["duplicate"], 0, "{block}");
-                assert_eq!(block["block_size_after"], block["block_size"]);
-            }
+            "double-spender" => spender_blocks.push(size),
+            "honest" | "forger" => {}
             other => panic!("unexpected user {other}"),
         }
     }
-    assert_eq!(spender_blocks, vec![(4, 3), (3, 2), (2, 1), (1, 0)]);
+    assert_eq!(spender_blocks, vec![4, 3, 2, 1]);
 
-    // escrow paid = payouts + refunds + margin − loss: 170 000 = 136 000 + 30 000 + 34 000 −
-    // 30 000 (margin: 17 paid tokens × 2 000; loss: 3 double-spent tokens delivered at once).
+    // escrow paid = payouts + refunds + margin − loss: 210 000 = 168 000 + 0 + 42 000 − 0
+    // (margin: 21 paid tokens × 2 000; no loss: no token was paid before it was known spent).
     let money = &report["money"];
-    assert_eq!(money["escrow_paid"], 17 * 10_000);
-    assert_eq!(money["payouts"], 17 * 8_000);
-    assert_eq!(money["refunds"], 3 * 10_000);
-    assert_eq!(money["margin"], 17 * 2_000);
-    assert_eq!(money["loss"], 3 * 10_000);
+    assert_eq!(money["escrow_paid"], 21 * 10_000);
+    assert_eq!(money["payouts"], 21 * 8_000);
+    assert_eq!(money["refunds"], 0);
+    assert_eq!(money["margin"], 21 * 2_000);
+    assert_eq!(money["loss"], 0);
     assert_eq!(money["balanced"], true);
     assert_eq!(money["auditor_balance_consistent"], true);
     assert_eq!(
         money["auditor_balance_after"].as_u64().unwrap(),
-        money["auditor_balance_before"].as_u64().unwrap() + 17 * 10_000 - 17 * 8_000
+        money["auditor_balance_before"].as_u64().unwrap() + 21 * 10_000 - 21 * 8_000
     );
 }
 

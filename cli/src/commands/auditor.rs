@@ -13,12 +13,14 @@ use mupib_auditor::AuditorConfig;
 use mupib_chain::ledger::rpc::RpcLedger;
 use mupib_chain::ledger::{EmbeddedLedger, Ledger};
 use mupib_chain::verifier::ChainVerifier;
-use mupib_protocol::cert::read_keypair_file;
+use mupib_protocol::cert::{pubkey_of, read_keypair_file};
 use mupib_protocol::money::Withholding;
 use mupib_protocol::trust::{TrustModel, TrustScale};
 use mupib_protocol::Pubkey;
 use solana_sdk::signature::Keypair;
 
+use mupib_chain::batch_directory::LedgerBatches;
+use mupib_chain::payouts::LedgerPayouts;
 use mupib_protocol::wire::RevokeRequest;
 use mupib_service::access::operator_token_path;
 use mupib_service::files::{load_payout_accounts, load_registry};
@@ -29,9 +31,7 @@ use mupib_service::{
     DEFAULT_NONCE_CAPACITY, DEFAULT_REGISTRY_POLL_MS, DEFAULT_REQUEST_WINDOW_SECS,
     DEFAULT_VENDOR_BURST, DEFAULT_VENDOR_RATE,
 };
-use mupib_service::{
-    system_clock, LedgerPayouts, PayoutSender, RunningService, ServiceConfig, ServiceParts,
-};
+use mupib_service::{system_clock, PayoutSender, RunningService, ServiceConfig, ServiceParts};
 
 /// The auditor's commands.
 #[derive(clap::Subcommand)]
@@ -179,12 +179,6 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     fn execute(self) -> anyhow::Result<()> {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .try_init();
         let auditor_key = read_keypair_file(&self.keypair)
             .with_context(|| format!("reading the auditor keypair {}", self.keypair.display()))?;
         let registry = load_registry(&self.registry)?;
@@ -202,6 +196,7 @@ impl ServeArgs {
             }
         };
         let keypair = || Keypair::new_from_array(auditor_key.to_bytes());
+        let auditor = pubkey_of(&auditor_key);
         let verifier = ChainVerifier::new(Arc::clone(&ledger), keypair(), self.auditor_token);
         let payouts: Option<Box<dyn PayoutSender>> = match &self.payout_accounts {
             None => None,
@@ -232,6 +227,7 @@ impl ServeArgs {
                 registry,
                 verifier: Box::new(verifier),
                 payouts,
+                batches: Some(Box::new(LedgerBatches::new(Arc::clone(&ledger), auditor))),
                 clock: system_clock(),
             },
         )?;

@@ -22,15 +22,16 @@ use anyhow::{anyhow, bail, Context};
 use ed25519_dalek::SigningKey;
 use mupib_auditor::store::SqliteStore;
 use mupib_auditor::{Auditor, AuditorConfig, BlockOutcome};
+use mupib_chain::batch_directory::LedgerBatches;
 use mupib_chain::deploy::{Deployment, BATCH_LIFETIME_SECS};
 use mupib_chain::ledger::{EmbeddedLedger, Ledger};
+use mupib_chain::payouts::LedgerPayouts;
 use mupib_chain::program::accounts::{decode_token_account, fetch_block};
 use mupib_chain::program::pda;
+use mupib_chain::spl;
 use mupib_chain::verifier::ChainVerifier;
-use mupib_chain::{admin, spl};
 use mupib_client::bank::{BankClient, MintRequest};
 use mupib_client::vendor::{VendorClient, VendorError};
-use mupib_protocol::block::{BlockSubmission, BlockVerifier};
 use mupib_protocol::cert::{pubkey_of, Certificate, Registry, Role};
 use mupib_protocol::decision::DecisionCounts;
 use mupib_protocol::money::Withholding;
@@ -42,9 +43,7 @@ use mupib_protocol::trust::{TrustModel, TrustScale};
 use mupib_protocol::wire::SubmitAnswer;
 use mupib_protocol::wire::{BlockTrace, StatusView};
 use mupib_protocol::Pubkey;
-use mupib_service::{
-    system_clock, LedgerPayouts, RunningService, ServiceConfig, ServiceParts, STORE_FILE,
-};
+use mupib_service::{system_clock, RunningService, ServiceConfig, ServiceParts, STORE_FILE};
 use solana_sdk::signature::{Keypair, Signer};
 
 use super::report::{BlockReport, MoneyCheck, SystemReport, UserReport, VendorReport};
@@ -83,6 +82,7 @@ struct Party {
 
 struct Vendor {
     name: &'static str,
+    key: SigningKey,
     client: VendorClient,
     account: Pubkey,
     rejections: Vec<String>,
@@ -193,6 +193,27 @@ fn split(w: u64) -> Vec<usize> {
     sizes
 }
 
+/// The same payment countersigned again with another nonce: a second valid vendor signature over
+/// the same bytes (Ed25519 lets a signer choose its nonce), so other bytes under the same
+/// transaction id — what a vendor re-selling a sold payment presents.
+fn recountersign(
+    vendor: &SigningKey,
+    tx: &PaymentTransaction,
+) -> anyhow::Result<PaymentTransaction> {
+    use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
+    use sha2::{Digest, Sha512};
+    let mut expanded = ExpandedSecretKey::from_bytes(&Sha512::digest(vendor.to_bytes()).into());
+    expanded.hash_prefix = [0x5a; 32];
+    let signature = raw_sign::<Sha512>(
+        &expanded,
+        &tx.vendor_signed_bytes()?,
+        &vendor.verifying_key(),
+    );
+    let mut resold = tx.clone();
+    resold.vendor_signature = signature.to_bytes();
+    Ok(resold)
+}
+
 fn get_json<T: serde::de::DeserializeOwned>(
     http: &reqwest::blocking::Client,
     url: &str,
@@ -267,6 +288,7 @@ pub fn run(
                 value,
                 expires_at,
                 first_batch_id: None,
+                auditor: deployment.auditor.pubkey(),
             },
             &mut |_| {},
         )
@@ -326,34 +348,8 @@ pub fn run(
     )?;
     progress("parties: certificates for 3 users and 3 vendors; vendor payout accounts created");
 
-    // The double-spender spends four tokens through another auditor first: on-chain they are
-    // then spent, and the chain will decide them `10` duplicate in our auditor's blocks.
+    // The double-spender's tokens it will spend twice (first honestly, below).
     let double_spent = purse.take(4)?;
-    {
-        let other = Keypair::new();
-        let other_token = Keypair::new();
-        ledger.airdrop(&other.pubkey(), 10_000_000_000)?;
-        admin::register_auditor(ledger.as_ref(), &deployment.admin, &other.pubkey())?;
-        spl::create_token_account(
-            ledger.as_ref(),
-            &other,
-            &other_token,
-            &deployment.mint,
-            &other.pubkey(),
-        )?;
-        let mut elsewhere = ChainVerifier::new(Arc::clone(&ledger), other, other_token.pubkey());
-        let decisions = elsewhere
-            .verify(&BlockSubmission {
-                block_id: 1,
-                user: users[1].cert.subject,
-                entries: double_spent.iter().map(Token::token_ref).collect(),
-            })
-            .context("spending the double-spender's tokens through the other auditor")?;
-        if !decisions.decisions.iter().all(|d| d.is_valid()) {
-            bail!("the other auditor's block was not all valid: {decisions:?}");
-        }
-    }
-    progress("double-spender: 4 tokens spent first through another auditor on-chain");
 
     // The real auditor service, over HTTP on loopback, verifying on the same ledger.
     let auditor_keypair = || Keypair::new_from_array(*deployment.auditor.secret_bytes());
@@ -390,6 +386,10 @@ pub fn run(
                 deployment.auditor_token,
                 destinations,
             ))),
+            batches: Some(Box::new(LedgerBatches::new(
+                Arc::clone(&ledger),
+                deployment.auditor.pubkey(),
+            ))),
             clock: system_clock(),
         },
     )
@@ -402,6 +402,7 @@ pub fn run(
     for (name, key, cert, account) in vendor_keys {
         vendors.push(Vendor {
             name,
+            key: key.clone(),
             client: VendorClient::new(url.clone(), key, cert, auditor)?,
             account,
             rejections: Vec::new(),
@@ -586,6 +587,18 @@ fn run_trades(
     let [honest, spender, forger] = users else {
         bail!("the demo needs exactly three users");
     };
+    // The double-spender first spends its four tokens honestly at vendor-b; each later round it
+    // pays again with one of them. The auditor has seen them: rejected at intake as double
+    // spending, and each attempt shrinks its block size (eq. 7 with β = 1) until suspension.
+    for (i, token) in double_spent.iter().enumerate() {
+        pay(
+            spender,
+            &vendors[1],
+            vec![*token],
+            &format!("first use {i}"),
+        )?;
+    }
+    progress("double-spender: spent 4 tokens once, honestly");
     let mut duplicates = double_spent.into_iter();
     let mut round = 0u32;
     loop {
@@ -607,23 +620,34 @@ fn run_trades(
                     tokens,
                     &format!("order {round}.{i}"),
                 )?;
-                // The double-selling vendor presents its first sale a second time.
+                // The double-selling vendor presents its first sale again: once the same bytes
+                // (an honest retry: the stored answer, paid once), once re-countersigned with
+                // another nonce (other bytes under the same id: double selling, flagged).
                 if round == 1 && vendor_index == 2 {
                     let vendor = &mut vendors[vendor_index];
+                    let id = tx.id()?;
+                    let first = vendor.client.status(&id)?;
+                    let retry = vendor.client.submit_raw(serde_json::to_vec(&tx)?, &id)?;
+                    if Some(&retry) != first.as_ref() {
+                        bail!("a resubmitted sale was not answered from the store: {retry:?}");
+                    }
+                    let resold = recountersign(&vendor.key, &tx)?;
                     let again = vendor
                         .client
-                        .submit_raw(serde_json::to_vec(&tx)?, &tx.id()?)?;
+                        .submit_raw(serde_json::to_vec(&resold)?, &id)?;
                     match again.response.verdict {
                         Verdict::Reject(reason) => vendor.rejections.push(reason_code(&reason)),
-                        other => bail!("a transaction presented twice was answered {other:?}"),
+                        other => bail!("a re-countersigned sale was answered {other:?}"),
                     }
-                    notes.push("double-seller resubmitted a sale");
+                    notes.push(
+                        "double-seller retried a sale (stored answer) and re-sold it (flagged)",
+                    );
                 }
             }
             notes.push("honest paid a block");
         }
         // The double-spender: one block of its current W, starting with a token it already spent
-        // elsewhere (delivered at once, so the auditor bears the loss).
+        // (rejected at intake as double spending: the auditor never pays for it).
         let (w, suspended) = standing(&vendors[0], spender, initial)?;
         if suspended {
             // One more try: refused.
@@ -647,7 +671,11 @@ fn run_trades(
             let vendor = &vendors[usize::try_from(i % 2)?];
             pay(spender, vendor, tokens, &format!("item {round}.{i}"))?;
         }
-        notes.push("double-spender paid a block with a double-spent token");
+        notes.push(if w > 1 {
+            "double-spender tried a spent token again, then paid a block"
+        } else {
+            "double-spender tried a spent token again: its block size fell to 0"
+        });
         // The forger: a forged token in round 1, then an honest block at its reduced W.
         if round == 1 {
             let mut forged = purse.take(1)?[0];

@@ -69,10 +69,11 @@ pub fn entry<'a, 'b, 'c, 'd>(
 }
 
 /// The name Anchor logs (`Instruction: <Name>`) for the instruction `data` dispatches to.
+///
+/// Written whatever the `no-log-ix-name` feature says: natively that feature only keeps Anchor's
+/// `msg!` copy of the line off standard output (where it would corrupt a command's JSON), while
+/// the transaction's log, which clients read, always has it as a deployed program's has.
 pub fn instruction_name(data: &[u8]) -> Option<&'static str> {
-    if cfg!(feature = "no-log-ix-name") {
-        return None;
-    }
     INSTRUCTIONS
         .iter()
         .find(|(discriminator, _)| data.starts_with(discriminator))

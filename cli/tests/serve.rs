@@ -351,7 +351,7 @@ fn serve_help_documents_every_limit_and_its_default() {
         .unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    let limits: [(&str, String); 14] = [
+    let limits: [(&str, String); 17] = [
         (
             "--max-connections",
             mupib_service::DEFAULT_MAX_CONNECTIONS.to_string(),
@@ -405,6 +405,15 @@ fn serve_help_documents_every_limit_and_its_default() {
             mupib_service::DEFAULT_REGISTRY_POLL_MS.to_string(),
         ),
         ("--block-queue", "1024".to_owned()),
+        ("--group-max", mupib_service::DEFAULT_GROUP_MAX.to_string()),
+        (
+            "--group-window-ms",
+            mupib_service::DEFAULT_GROUP_WINDOW_MS.to_string(),
+        ),
+        (
+            "--intake-queue",
+            mupib_service::DEFAULT_INTAKE_QUEUE.to_string(),
+        ),
     ];
     for (flag, default) in limits {
         // clap prints the flag, its description, then `[default: N]` before the next flag.

@@ -38,7 +38,7 @@ use mupib_service::{system_clock, PayoutSender, RunningService, ServiceConfig, S
 pub enum Command {
     /// Run the auditor service: vendors submit countersigned payments over HTTP and get signed
     /// answers; blocks are verified on-chain; vendor payouts are settled in SPL transfers.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show the running service's pending blocks, pending payouts and settlement journal.
     Status(StatusArgs),
     /// Trace a token (`bank:batch:serial`), a transaction (64 hex digits) or a block (a number).
@@ -167,9 +167,22 @@ pub struct ServeArgs {
     /// Largest request body in bytes (larger bodies get 413).
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
-    /// Capacity of the block verification queue (503 when full).
+    /// Capacity of the queue of blocks waiting for the chain; a block that does not fit stays
+    /// pending in the store and is retried.
     #[arg(long, default_value_t = 1024)]
     block_queue: usize,
+    /// An intake group closes at this many transactions: they are verified in one ed25519
+    /// batch and committed in one store transaction.
+    #[arg(long, default_value_t = mupib_service::DEFAULT_GROUP_MAX)]
+    group_max: usize,
+    /// An intake group closes this many milliseconds after its first request (the most a
+    /// lone request waits for company).
+    #[arg(long, default_value_t = mupib_service::DEFAULT_GROUP_WINDOW_MS)]
+    group_window_ms: u64,
+    /// Transactions the intake pipeline holds at once (queued, verifying, committing); more get
+    /// 503 with Retry-After.
+    #[arg(long, default_value_t = mupib_service::DEFAULT_INTAKE_QUEUE)]
+    intake_queue: usize,
     /// Seconds between settlement runs.
     #[arg(long, default_value_t = 10)]
     settle_interval_secs: u64,
@@ -217,6 +230,9 @@ impl ServeArgs {
         let mut config = ServiceConfig::new(Some(self.data_dir.clone()), self.listen, engine);
         config.max_body_bytes = self.max_body_bytes;
         config.block_queue = self.block_queue;
+        config.group_max = self.group_max.max(1);
+        config.group_window = Duration::from_millis(self.group_window_ms);
+        config.intake_queue = self.intake_queue.max(1);
         config.settle_interval = Some(Duration::from_secs(self.settle_interval_secs.max(1)));
         config.registry_file = Some(self.registry.clone());
         self.limits.apply(&mut config);

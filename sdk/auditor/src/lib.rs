@@ -31,7 +31,7 @@ pub mod store;
 pub mod testkit;
 
 pub use config::{AuditorConfig, UserTerms};
-pub use engine::Auditor;
+pub use engine::{Auditor, GroupStep};
 pub use error::EngineError;
 pub use outcome::{
     BlockOutcome, ChainPayment, EngineVerdict, IntakeOutcome, Processed, TransactionSummary,

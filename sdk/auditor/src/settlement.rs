@@ -40,6 +40,98 @@ use crate::engine::Auditor;
 use crate::error::EngineError;
 use crate::store::{SettlementBatch, SettlementStatus, Store};
 
+/// The store side of settlement: the settlement calls of [`Auditor`], each one atomic on its
+/// own. [`settle_once`] runs over any implementation, so a caller that shares its engine with
+/// other work can lock it per call (as the service does) instead of across the run's chain
+/// calls: the exactly-once argument above needs each call to be atomic, not the run.
+pub trait SettlementBook {
+    /// See [`Auditor::open_settlements`].
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    fn open_settlements(&mut self) -> Result<Vec<SettlementBatch>, EngineError>;
+    /// See [`Auditor::pending_payouts`].
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    fn pending_payouts(&mut self) -> Result<Vec<VendorPayout>, EngineError>;
+    /// See [`Auditor::settlement`].
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    fn settlement(&mut self, key: &str) -> Result<Option<SettlementBatch>, EngineError>;
+    /// See [`Auditor::begin_settlement`].
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    fn begin_settlement(
+        &mut self,
+        key: &str,
+        seq: u64,
+        items: &[VendorPayout],
+    ) -> Result<SettlementBatch, EngineError>;
+    /// See [`Auditor::record_signed_settlement`].
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    fn record_signed_settlement(
+        &mut self,
+        key: &str,
+        signed: &mupib_protocol::payout::SignedPayout,
+    ) -> Result<SettlementBatch, EngineError>;
+    /// See [`Auditor::complete_settlement`].
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    fn complete_settlement(
+        &mut self,
+        key: &str,
+        reference: &str,
+    ) -> Result<SettlementBatch, EngineError>;
+    /// See [`Auditor::abort_settlement`].
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    fn abort_settlement(&mut self, key: &str) -> Result<SettlementBatch, EngineError>;
+}
+
+impl<S: Store> SettlementBook for Auditor<S> {
+    fn open_settlements(&mut self) -> Result<Vec<SettlementBatch>, EngineError> {
+        Auditor::open_settlements(self)
+    }
+    fn pending_payouts(&mut self) -> Result<Vec<VendorPayout>, EngineError> {
+        Auditor::pending_payouts(self)
+    }
+    fn settlement(&mut self, key: &str) -> Result<Option<SettlementBatch>, EngineError> {
+        Auditor::settlement(self, key)
+    }
+    fn begin_settlement(
+        &mut self,
+        key: &str,
+        seq: u64,
+        items: &[VendorPayout],
+    ) -> Result<SettlementBatch, EngineError> {
+        Auditor::begin_settlement(self, key, seq, items)
+    }
+    fn record_signed_settlement(
+        &mut self,
+        key: &str,
+        signed: &mupib_protocol::payout::SignedPayout,
+    ) -> Result<SettlementBatch, EngineError> {
+        Auditor::record_signed_settlement(self, key, signed)
+    }
+    fn complete_settlement(
+        &mut self,
+        key: &str,
+        reference: &str,
+    ) -> Result<SettlementBatch, EngineError> {
+        Auditor::complete_settlement(self, key, reference)
+    }
+    fn abort_settlement(&mut self, key: &str) -> Result<SettlementBatch, EngineError> {
+        Auditor::abort_settlement(self, key)
+    }
+}
+
 /// Errors that stop a settlement run (the store failed). The chain's failures are not errors:
 /// they are reported in [`SettlementReport::blocked`].
 #[derive(Debug, thiserror::Error)]
@@ -152,13 +244,14 @@ pub fn batch_key(auditor: &Pubkey, batch: &PayoutBatch) -> String {
         .collect()
 }
 
-/// A settlement run for `auditor` over `engine`'s store and `sender`'s chain; see the module
+/// A settlement run for `auditor` over `engine`'s store (any [`SettlementBook`]: an [`Auditor`]
+/// or a handle that locks a shared one per call) and `sender`'s chain; see the module
 /// documentation.
 ///
 /// # Errors
 /// [`SettlementError::Engine`] when the store fails (nothing is signed after a store failure).
-pub fn settle_once<S: Store>(
-    engine: &mut Auditor<S>,
+pub fn settle_once<B: SettlementBook + ?Sized>(
+    engine: &mut B,
     auditor: &Pubkey,
     sender: &mut dyn PayoutSender,
 ) -> Result<SettlementReport, SettlementError> {
@@ -181,8 +274,8 @@ pub fn settle_once<S: Store>(
     Ok(report)
 }
 
-struct Run<'a, S: Store> {
-    engine: &'a mut Auditor<S>,
+struct Run<'a, B: SettlementBook + ?Sized> {
+    engine: &'a mut B,
     auditor: Pubkey,
     sender: &'a mut dyn PayoutSender,
     report: SettlementReport,
@@ -199,7 +292,7 @@ enum Landing {
     Pending(String),
 }
 
-impl<S: Store> Run<'_, S> {
+impl<B: SettlementBook + ?Sized> Run<'_, B> {
     fn chain_down(&mut self, detail: impl ToString) -> bool {
         self.report.blocked = Some(Blocked::ChainUnavailable {
             detail: detail.to_string(),

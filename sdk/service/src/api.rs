@@ -52,7 +52,7 @@ use mupib_protocol::wire::{
 };
 use mupib_protocol::Pubkey;
 use serde::Deserialize;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::{BoxError, ServiceBuilder};
@@ -60,6 +60,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use super::access::{authenticate, require_json, Access, Caller, Guard};
 use super::error::{ApiError, ErrorCode};
+use super::pipeline::Answers;
 use super::state::AppState;
 
 /// The limits the router enforces (from [`crate::ServiceConfig`]).
@@ -195,26 +196,17 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes
     })
 }
 
-/// Reserves one block-queue slot per transaction, or refuses with 503.
-fn reserve(
-    state: &AppState,
-    count: usize,
-) -> Result<Vec<mpsc::OwnedPermit<mupib_protocol::block::BlockSubmission>>, ApiError> {
+/// Hands `txs` to the intake pipeline and waits for their answers (after their group's
+/// commit); 503 + Retry-After when the pipeline is full or stopping.
+async fn intake(state: &AppState, txs: Vec<PaymentTransaction>) -> Result<Answers, ApiError> {
     if *state.shutdown.borrow() {
         return Err(ApiError::ShuttingDown);
     }
-    (0..count)
-        .map(|_| {
-            state
-                .blocks
-                .clone()
-                .try_reserve_owned()
-                .map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(_) => ApiError::Overloaded,
-                    mpsc::error::TrySendError::Closed(_) => ApiError::ShuttingDown,
-                })
-        })
-        .collect()
+    state.intake.submit(txs).await.inspect_err(|error| {
+        if matches!(error, ApiError::Overloaded) {
+            state.metrics.pipeline_full();
+        }
+    })
 }
 
 async fn submit(
@@ -238,8 +230,7 @@ async fn submit(
             Ok(tx)
         });
     let tx = parsed.inspect_err(|_| state.metrics.refused())?;
-    let permits = reserve(&state, 1)?;
-    let mut answers = blocking(&state, move |s| Ok(s.submit(&[tx], permits))).await?;
+    let mut answers = intake(&state, vec![tx]).await?;
     answers
         .pop()
         .unwrap_or_else(|| Err(ApiError::Internal("no answer for the transaction".into())))
@@ -275,8 +266,7 @@ async fn submit_batch(
             state.max_batch
         )));
     }
-    let permits = reserve(&state, txs.len())?;
-    let answers = blocking(&state, move |s| Ok(s.submit(&txs, permits))).await?;
+    let answers = intake(&state, txs).await?;
     Ok(Json(
         answers
             .into_iter()
@@ -391,7 +381,7 @@ async fn vendor(
     let vendor = parse_pubkey("vendor key (base58)", &vendor)?;
     caller.may_act_for(&vendor, "read the account")?;
     blocking(&state, move |s| {
-        let account = s.core()?.engine.vendor(&vendor)?;
+        let account = s.read(|engine| Ok(engine.vendor(&vendor)?))?;
         Ok(VendorView {
             vendor: vendor.to_string(),
             accrued: account.accrued,
@@ -432,9 +422,11 @@ async fn transaction_trace(
     blocking(&state, move |s| {
         s.check_owner(caller, &id)?;
         let answer = s.answer(&id)?;
-        let record = s.core()?.engine.transaction(&id)?.ok_or_else(|| {
-            ApiError::NotFound(format!("transaction {id} is unknown to this auditor"))
-        })?;
+        let record = s
+            .read(|engine| Ok(engine.transaction(&id)?))?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("transaction {id} is unknown to this auditor"))
+            })?;
         Ok(trace_of(&record, answer))
     })
     .await
@@ -451,41 +443,43 @@ async fn token_trace(
         detail,
     })?;
     blocking(&state, move |s| {
-        let core = s.core()?;
-        let seen = core.engine.token_seen(&token)?;
-        let mut uses = Vec::new();
-        for hex in core.journal.token_transactions(&token)? {
-            let id = parse_id(&hex)?;
-            let Some(record) = core.engine.transaction(&id)? else {
-                continue;
-            };
-            let decision = match record.block_id {
-                Some(block_id) => core.engine.block_outcome(block_id)?.map(|outcome| {
-                    outcome
-                        .invalid
-                        .iter()
-                        .find(|d| d.token == token)
-                        .map_or(Decision::Valid.name(), |d| d.decision.name())
-                        .to_owned()
-                }),
-                None => None,
-            };
-            uses.push(TokenUse {
-                transaction_id: hex,
-                status: record.status.name().to_owned(),
-                block_id: record.block_id,
-                decision,
-            });
-        }
-        if !seen && uses.is_empty() {
-            return Err(ApiError::NotFound(format!(
-                "token {token} is unknown to this auditor"
-            )));
-        }
-        Ok(TokenTrace {
-            token: token.to_string(),
-            seen,
-            uses,
+        let carriers = s.journal()?.token_transactions(&token)?;
+        s.read(|engine| {
+            let seen = engine.token_seen(&token)?;
+            let mut uses = Vec::new();
+            for hex in carriers {
+                let id = parse_id(&hex)?;
+                let Some(record) = engine.transaction(&id)? else {
+                    continue;
+                };
+                let decision = match record.block_id {
+                    Some(block_id) => engine.block_outcome(block_id)?.map(|outcome| {
+                        outcome
+                            .invalid
+                            .iter()
+                            .find(|d| d.token == token)
+                            .map_or(Decision::Valid.name(), |d| d.decision.name())
+                            .to_owned()
+                    }),
+                    None => None,
+                };
+                uses.push(TokenUse {
+                    transaction_id: hex,
+                    status: record.status.name().to_owned(),
+                    block_id: record.block_id,
+                    decision,
+                });
+            }
+            if !seen && uses.is_empty() {
+                return Err(ApiError::NotFound(format!(
+                    "token {token} is unknown to this auditor"
+                )));
+            }
+            Ok(TokenTrace {
+                token: token.to_string(),
+                seen,
+                uses,
+            })
         })
     })
     .await
@@ -504,11 +498,11 @@ async fn block_trace(
                 detail: e.to_string(),
             })?;
     blocking(&state, move |s| {
-        let core = s.core()?;
-        let (record, members) = core.engine.block(block_id)?.ok_or_else(|| {
+        let (found, outcome) =
+            s.read(|engine| Ok((engine.block(block_id)?, engine.block_outcome(block_id)?)))?;
+        let (record, members) = found.ok_or_else(|| {
             ApiError::NotFound(format!("block {block_id} is unknown to this auditor"))
         })?;
-        let outcome = core.engine.block_outcome(block_id)?;
         Ok(BlockTrace {
             block_id,
             user: record.user.to_string(),
@@ -545,16 +539,15 @@ async fn block_trace(
 /// How many recent settlement batches the status lists.
 const STATUS_SETTLEMENTS: usize = 32;
 
-/// Builds the status from the core and the last settlement run.
+/// Builds the status from the engine and the last settlement run.
 ///
 /// # Errors
 /// Store failures.
 pub fn status_of(
     auditor: Pubkey,
-    core: &super::state::Core,
+    engine: &super::state::Engine,
     last_settlement: Option<&SettlementReport>,
 ) -> Result<StatusView, ApiError> {
-    let engine = &core.engine;
     Ok(StatusView {
         auditor: auditor.to_string(),
         pending_blocks: engine
@@ -594,7 +587,7 @@ pub fn status_of(
 async fn status(State(state): State<Arc<AppState>>) -> Result<Json<StatusView>, ApiError> {
     blocking(&state, |s| {
         let last = s.last_settlement()?;
-        status_of(s.auditor(), &*s.core()?, last.as_ref())
+        s.read(|engine| status_of(s.auditor(), engine, last.as_ref()))
     })
     .await
     .map(Json)

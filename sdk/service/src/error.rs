@@ -57,8 +57,8 @@ pub enum ApiError {
     /// No such user, transaction, token or block (404).
     #[error("{0}")]
     NotFound(String),
-    /// The block verification queue is full (503); retry after a moment.
-    #[error("the auditor is overloaded (block verification queue full); retry in a few seconds")]
+    /// The intake pipeline is full (503); retry after a moment.
+    #[error("the auditor is overloaded (intake pipeline full); retry in a few seconds")]
     Overloaded,
     /// No credentials, or credentials that do not parse (401).
     #[error("{0}")]

@@ -1,12 +1,14 @@
 //! The auditor service (issue 5 part 2; SPEC §4; paper Fig. 1 messages 3–10): vendors submit
 //! countersigned transactions over HTTP and get the auditor's signed answer at once; blocks
-//! formed at intake are verified on the chain by a background worker through a
+//! formed at intake are verified on the chain by a background thread through a
 //! [`BlockVerifier`]; waiting vendors get their final answer by long-poll; vendor payouts are
 //! settled on-chain in batched SPL transfers, idempotently.
 //!
 //! - [`api`]: routes, handlers, trace views; [`error`]: JSON errors with status codes;
-//! - [`state`]: intake (verify in one signature batch → engine → signed answer), answers,
-//!   block processing; [`journal`]: the service's own records (`service.sqlite`);
+//! - [`pipeline`]: intake in groups (one signature batch, one store commit per group, the
+//!   chain's block decisions committed with them), the chain thread;
+//! - [`state`]: the shared state, answers re-derived from the store; [`journal`]: the service's
+//!   own records (`service.sqlite`);
 //! - [`settlement`]: exactly-once payouts; [`metrics`]: Prometheus counters.
 //!
 //! Durability: the engine's store (SQLite `auditor.sqlite` in the data directory by default)
@@ -32,8 +34,10 @@
 //! `Retry-After` above; per-vendor rates ([`ServiceConfig::vendor_rate`],
 //! [`ServiceConfig::vendor_burst`], 429 + `Retry-After`); signed-request timestamps
 //! ([`ServiceConfig::request_window`]) and the replay cache ([`ServiceConfig::nonce_capacity`]);
-//! the block queue ([`ServiceConfig::block_queue`], 503 when full, before anything is written);
-//! long-polls (60 s each); batch submissions ([`ServiceConfig::max_batch`]).
+//! the intake pipeline ([`ServiceConfig::intake_queue`] transactions, 503 + `Retry-After` when
+//! full, before anything is written; groups of [`ServiceConfig::group_max`] transactions or
+//! [`ServiceConfig::group_window`]); long-polls (60 s each); batch submissions
+//! ([`ServiceConfig::max_batch`]).
 
 pub mod access;
 pub mod api;
@@ -41,6 +45,7 @@ pub mod error;
 pub mod files;
 pub mod journal;
 pub mod metrics;
+pub mod pipeline;
 pub mod registry;
 pub mod server;
 pub mod settlement;
@@ -56,15 +61,18 @@ use ed25519_dalek::SigningKey;
 use mupib_auditor::store::{MemoryStore, SqliteStore, Store};
 use mupib_auditor::{Auditor, AuditorConfig};
 use mupib_protocol::batch::BatchDirectory;
-use mupib_protocol::block::{BlockSubmission, BlockVerifier};
+use mupib_protocol::block::BlockVerifier;
 use mupib_protocol::cert::Registry;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub use access::{read_operator_token, Caller, OperatorToken, OPERATOR_TOKEN_FILE};
 pub use error::{ApiError, ServiceError};
 pub use mupib_auditor::settlement::SettlementReport;
+pub use pipeline::{
+    PipelineConfig, DEFAULT_GROUP_MAX, DEFAULT_GROUP_WINDOW_MS, DEFAULT_INTAKE_QUEUE,
+};
 pub use settlement::{run_settlement, PayoutSender};
-pub use state::{system_clock, AppState, Clock, Core};
+pub use state::{system_clock, AppState, Clock, Engine};
 
 use access::{Gate, GateConfig};
 use journal::Journal;
@@ -120,10 +128,17 @@ pub struct ServiceConfig {
     pub max_body_bytes: usize,
     /// Most transactions in one batch submission.
     pub max_batch: usize,
-    /// Capacity of the block verification queue (503 when full).
+    /// Capacity of the queue of blocks waiting for the chain (a block that does not fit stays
+    /// pending in the store and is retried).
     pub block_queue: usize,
-    /// How often the block worker retries pending blocks after a verifier failure.
+    /// How often the chain thread retries pending blocks after a verifier failure.
     pub retry_interval: Duration,
+    /// An intake group closes at this many transactions.
+    pub group_max: usize,
+    /// An intake group closes this long after its first request.
+    pub group_window: Duration,
+    /// Transactions the intake pipeline holds at once (503 + Retry-After above).
+    pub intake_queue: usize,
     /// How often the settlement worker runs (`None`: never; use `mupib auditor settle`).
     pub settle_interval: Option<Duration>,
     /// Worker threads of the async runtime.
@@ -174,6 +189,9 @@ impl ServiceConfig {
             max_batch: 64,
             block_queue: 1024,
             retry_interval: Duration::from_secs(2),
+            group_max: DEFAULT_GROUP_MAX,
+            group_window: Duration::from_millis(DEFAULT_GROUP_WINDOW_MS),
+            intake_queue: DEFAULT_INTAKE_QUEUE,
             settle_interval: Some(Duration::from_secs(10)),
             worker_threads: 2,
             min_batch_life: Duration::from_secs(24 * 3600),
@@ -212,31 +230,50 @@ pub struct ServiceParts {
     pub clock: Clock,
 }
 
-/// Opens the engine's store and the journal in `data_dir` (or in memory).
+/// The engine, its read-only view and the journal of a data directory.
+pub struct Opened {
+    /// The engine over the store (the single writer).
+    pub engine: Engine,
+    /// A read-only engine over the same database (`None` in memory).
+    pub reader: Option<Engine>,
+    /// The service journal.
+    pub journal: Journal,
+}
+
+/// Opens the engine's store, a read-only view of it and the journal in `data_dir` (or in
+/// memory).
 ///
 /// # Errors
 /// [`ServiceError::Io`], [`ServiceError::Store`], [`ServiceError::Journal`].
-pub fn open_core(
+pub fn open_data(
     data_dir: Option<&std::path::Path>,
     engine: AuditorConfig,
-) -> Result<Core, ServiceError> {
-    let (store, journal): (Box<dyn Store + Send>, Journal) = match data_dir {
+) -> Result<Opened, ServiceError> {
+    match data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|source| ServiceError::Io {
                 path: dir.to_path_buf(),
                 source,
             })?;
-            (
-                Box::new(SqliteStore::open(dir.join(STORE_FILE))?),
-                Journal::open(&dir.join(JOURNAL_FILE))?,
-            )
+            // The writer first: it takes the data directory's lock and migrates the schema.
+            let store: Box<dyn Store + Send> = Box::new(SqliteStore::open(dir.join(STORE_FILE))?);
+            let reader: Box<dyn Store + Send> =
+                Box::new(SqliteStore::open_reader(dir.join(STORE_FILE))?);
+            Ok(Opened {
+                engine: Auditor::new(store, engine)?,
+                reader: Some(Auditor::new(reader, engine)?),
+                journal: Journal::open(&dir.join(JOURNAL_FILE))?,
+            })
         }
-        None => (Box::new(MemoryStore::new()), Journal::in_memory()?),
-    };
-    Ok(Core {
-        engine: Auditor::new(store, engine)?,
-        journal,
-    })
+        None => Ok(Opened {
+            engine: Auditor::new(
+                Box::new(MemoryStore::new()) as Box<dyn Store + Send>,
+                engine,
+            )?,
+            reader: None,
+            journal: Journal::in_memory()?,
+        }),
+    }
 }
 
 /// A running service (on its own thread with its own async runtime).
@@ -271,17 +308,21 @@ impl RunningService {
     /// # Errors
     /// Opening the stores, resuming, binding; the error says which.
     pub fn start(config: ServiceConfig, parts: ServiceParts) -> Result<Self, ServiceError> {
-        let mut core = open_core(config.data_dir.as_deref(), config.engine)?;
+        let Opened {
+            mut engine,
+            reader,
+            journal,
+        } = open_data(config.data_dir.as_deref(), config.engine)?;
         let mut verifier = parts.verifier;
         // Blocks formed before a crash or stop: verified and applied before serving.
-        match core.engine.resume(verifier.as_mut()) {
+        match engine.resume(verifier.as_mut()) {
             Ok(outcomes) => {
                 if !outcomes.is_empty() {
                     tracing::info!(blocks = outcomes.len(), "resumed pending blocks");
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, "resuming pending blocks failed; the block worker retries them")
+                tracing::warn!(%error, "resuming pending blocks failed; the chain thread retries them")
             }
         }
         let payouts = parts.payouts;
@@ -320,17 +361,27 @@ impl RunningService {
                 body_timeout: config.body_timeout,
             },
         );
-        let (blocks_tx, blocks_rx) = mpsc::channel(config.block_queue.max(1));
+        let (intake, pipeline_parts) = pipeline::intake(
+            PipelineConfig {
+                group_max: config.group_max,
+                group_window: config.group_window,
+                queue: config.intake_queue,
+                block_queue: config.block_queue,
+                retry_interval: config.retry_interval,
+            },
+            verifier,
+        );
         let (decided, _) = watch::channel(0u64);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = Arc::new(AppState {
-            core: Mutex::new(core),
-            verifier: Mutex::new(verifier),
+            engine: Mutex::new(engine),
+            reader: reader.map(Mutex::new),
+            journal: Mutex::new(journal),
+            intake,
             auditor_key: parts.auditor_key,
             registry,
             gate,
             clock: parts.clock,
-            blocks: blocks_tx,
             decided,
             shutdown: shutdown_rx,
             metrics: Metrics::default(),
@@ -339,8 +390,8 @@ impl RunningService {
             min_batch_life: i64::try_from(config.min_batch_life.as_secs()).unwrap_or(i64::MAX),
             payouts: Mutex::new(payouts),
             last_settlement: Mutex::new(None),
-            decisions_waiting: std::sync::atomic::AtomicUsize::new(0),
         });
+        let pipeline = pipeline::Pipeline::start(Arc::clone(&state), pipeline_parts)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads.max(1))
             .enable_all()
@@ -356,7 +407,7 @@ impl RunningService {
                     std_listener,
                     thread_state,
                     config,
-                    blocks_rx,
+                    pipeline,
                     shutdown_tx,
                     stop_rx,
                 )
@@ -449,14 +500,14 @@ impl Drop for RunningService {
     }
 }
 
-/// The service thread: HTTP server, block worker, settlement worker, until stopped.
-#[allow(clippy::too_many_arguments)]
+/// The service thread: HTTP server and settlement worker until stopped, then the pipeline's
+/// stop (drain on a graceful stop, at once on a kill).
 fn serve(
     runtime: tokio::runtime::Runtime,
     listener: std::net::TcpListener,
     state: Arc<AppState>,
     config: ServiceConfig,
-    blocks: mpsc::Receiver<BlockSubmission>,
+    pipeline: pipeline::Pipeline,
     shutdown: watch::Sender<bool>,
     stop: tokio::sync::oneshot::Receiver<Stop>,
 ) -> Result<(), ServiceError> {
@@ -491,12 +542,6 @@ fn serve(
             config.registry_poll,
             shutdown.subscribe(),
         ));
-        let block_worker = tokio::spawn(block_worker(
-            Arc::clone(&state),
-            blocks,
-            config.retry_interval,
-            shutdown.subscribe(),
-        ));
         let settle_worker = tokio::spawn(settle_worker(
             Arc::clone(&state),
             config.settle_interval,
@@ -529,12 +574,19 @@ fn serve(
             .and_then(|kind| *kind)
             .unwrap_or(Stop::Graceful);
         if kind == Stop::Kill {
-            block_worker.abort();
             settle_worker.abort();
+            // No further group commit starts; one in progress finishes (it is atomic).
+            tokio::task::spawn_blocking(move || pipeline.kill())
+                .await
+                .ok();
             return Ok(Stop::Kill);
         }
-        if let Err(error) = block_worker.await {
-            tracing::error!(%error, "block worker failed");
+        // What is queued is committed and answered; blocks queued for the chain are verified.
+        if tokio::task::spawn_blocking(move || pipeline.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::error!("stopping the intake pipeline failed");
         }
         if let Err(error) = settle_worker.await {
             tracing::error!(%error, "settlement worker failed");
@@ -609,63 +661,6 @@ async fn registry_worker(
         }
         state.gate.forget_idle_vendors();
     }
-}
-
-/// Verifies blocks as intake forms them; retries pending blocks after failures; on shutdown
-/// verifies what is queued, then stops.
-async fn block_worker(
-    state: Arc<AppState>,
-    mut blocks: mpsc::Receiver<BlockSubmission>,
-    retry_interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut needs_retry = false;
-    let mut ticker = tokio::time::interval(retry_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    enum Event {
-        Block(Option<BlockSubmission>),
-        Tick,
-        Stop,
-    }
-    loop {
-        let event = tokio::select! {
-            received = blocks.recv() => Event::Block(received),
-            _ = ticker.tick() => Event::Tick,
-            stopped = shutdown.wait_for(|stopping| *stopping) => { drop(stopped); Event::Stop }
-        };
-        match event {
-            Event::Block(Some(block)) => needs_retry |= !run_block(&state, block).await,
-            Event::Block(None) => break,
-            Event::Tick => {
-                if needs_retry {
-                    needs_retry = !run_pending(&state).await;
-                }
-            }
-            Event::Stop => {
-                blocks.close();
-                while let Some(block) = blocks.recv().await {
-                    run_block(&state, block).await;
-                }
-                break;
-            }
-        }
-    }
-}
-
-async fn run_block(state: &Arc<AppState>, block: BlockSubmission) -> bool {
-    let state = Arc::clone(state);
-    matches!(
-        tokio::task::spawn_blocking(move || state.process_block(block)).await,
-        Ok(Ok(_))
-    )
-}
-
-async fn run_pending(state: &Arc<AppState>) -> bool {
-    let state = Arc::clone(state);
-    matches!(
-        tokio::task::spawn_blocking(move || state.process_pending()).await,
-        Ok(Ok(_))
-    )
 }
 
 /// Runs settlement at start, then every `interval` (backing off while runs are blocked, see

@@ -49,6 +49,12 @@ pub struct Metrics {
     registry_reloads: AtomicU64,
     registry_reload_failures: AtomicU64,
     revocations: AtomicU64,
+    group_commits: AtomicU64,
+    group_transactions: AtomicU64,
+    group_decided_blocks: AtomicU64,
+    group_failures: AtomicU64,
+    journal_failures: AtomicU64,
+    pipeline_full: AtomicU64,
 }
 
 /// What happened to a connection at the accept loop.
@@ -219,6 +225,43 @@ impl Metrics {
         add(&self.revocations, 1);
     }
 
+    /// A group committed by the pipeline: `transactions` intakes and `blocks` block decisions
+    /// in one store transaction.
+    pub fn group_commit(&self, transactions: usize, blocks: usize) {
+        add(&self.group_commits, 1);
+        add(
+            &self.group_transactions,
+            u64::try_from(transactions).unwrap_or(u64::MAX),
+        );
+        add(
+            &self.group_decided_blocks,
+            u64::try_from(blocks).unwrap_or(u64::MAX),
+        );
+    }
+
+    /// A group whose commit failed (nothing of it was written; its vendors got an error).
+    pub fn group_failure(&self) {
+        add(&self.group_failures, 1);
+    }
+
+    /// A journal write that failed after its group committed (answers are re-derived).
+    pub fn journal_failure(&self) {
+        add(&self.journal_failures, 1);
+    }
+
+    /// A submission refused because the intake pipeline was full (503).
+    pub fn pipeline_full(&self) {
+        add(&self.pipeline_full, 1);
+    }
+
+    /// Groups committed so far and the transactions they carried.
+    pub fn groups(&self) -> (u64, u64) {
+        (
+            self.group_commits.load(Ordering::Relaxed),
+            self.group_transactions.load(Ordering::Relaxed),
+        )
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -270,6 +313,43 @@ impl Metrics {
         for (name, kind, help, counter) in connection_metrics {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {}", get(counter));
+        }
+        let pipeline_metrics: [(&str, &str, &AtomicU64); 6] = [
+            (
+                "mupib_group_commits_total",
+                "Groups committed by the intake pipeline (one store transaction each).",
+                &self.group_commits,
+            ),
+            (
+                "mupib_group_transactions_total",
+                "Transactions taken in through group commits (divide by mupib_group_commits_total for the mean group size).",
+                &self.group_transactions,
+            ),
+            (
+                "mupib_group_decided_blocks_total",
+                "Block decisions committed together with a group.",
+                &self.group_decided_blocks,
+            ),
+            (
+                "mupib_group_failures_total",
+                "Group commits that failed: nothing of the group was written and its vendors got an error.",
+                &self.group_failures,
+            ),
+            (
+                "mupib_journal_failures_total",
+                "Journal writes that failed after their group committed (answers are re-derived from the store).",
+                &self.journal_failures,
+            ),
+            (
+                "mupib_pipeline_full_total",
+                "Submissions refused with 503 because the intake pipeline was full.",
+                &self.pipeline_full,
+            ),
+        ];
+        for (name, help, counter) in pipeline_metrics {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", get(counter));
         }
         let _ = writeln!(

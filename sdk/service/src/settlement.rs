@@ -3,6 +3,11 @@
 //! [`PayoutSender`] the service was started with, records what each run found for
 //! `GET /v1/status`, and backs off while a run cannot make progress.
 //!
+//! Locking: a run holds the engine's lock for one store step at a time ([`LockedEngine`]), never
+//! across a chain call, so intake's group commits go on while a payout is sent and confirmed.
+//! Each step is atomic on its own, which is all the exactly-once argument needs; the payout
+//! sender's own lock keeps two runs (the worker and `POST /v1/settle`) from interleaving.
+//!
 //! Backoff: a run that stopped early ([`SettlementReport::blocked`]: the chain unreachable, the
 //! auditor's token account short of funds, a transaction of unknown fate, an alarm) is retried
 //! after twice the previous delay, from the configured interval up to [`MAX_BACKOFF`]; a run
@@ -10,11 +15,68 @@
 
 use std::time::Duration;
 
-use mupib_auditor::settlement::{settle_once, SettlementReport};
+use std::sync::{Mutex, MutexGuard};
+
+use mupib_auditor::settlement::{settle_once, SettlementBook, SettlementReport};
+use mupib_auditor::store::SettlementBatch;
+use mupib_auditor::EngineError;
 pub use mupib_protocol::payout::PayoutSender;
+use mupib_protocol::payout::{SignedPayout, VendorPayout};
 
 use super::error::ServiceError;
-use super::state::AppState;
+use super::state::{AppState, Engine};
+
+/// The shared engine as a [`SettlementBook`]: each call takes the lock for itself alone.
+pub struct LockedEngine<'a>(pub &'a Mutex<Engine>);
+
+impl LockedEngine<'_> {
+    /// The lock, even if a thread panicked holding it: every engine step is one store
+    /// transaction, rolled back when the panic dropped it, so the engine is as its last commit
+    /// left it.
+    fn lock(&self) -> Result<MutexGuard<'_, Engine>, EngineError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+impl SettlementBook for LockedEngine<'_> {
+    fn open_settlements(&mut self) -> Result<Vec<SettlementBatch>, EngineError> {
+        self.lock()?.open_settlements()
+    }
+    fn pending_payouts(&mut self) -> Result<Vec<VendorPayout>, EngineError> {
+        self.lock()?.pending_payouts()
+    }
+    fn settlement(&mut self, key: &str) -> Result<Option<SettlementBatch>, EngineError> {
+        self.lock()?.settlement(key)
+    }
+    fn begin_settlement(
+        &mut self,
+        key: &str,
+        seq: u64,
+        items: &[VendorPayout],
+    ) -> Result<SettlementBatch, EngineError> {
+        self.lock()?.begin_settlement(key, seq, items)
+    }
+    fn record_signed_settlement(
+        &mut self,
+        key: &str,
+        signed: &SignedPayout,
+    ) -> Result<SettlementBatch, EngineError> {
+        self.lock()?.record_signed_settlement(key, signed)
+    }
+    fn complete_settlement(
+        &mut self,
+        key: &str,
+        reference: &str,
+    ) -> Result<SettlementBatch, EngineError> {
+        self.lock()?.complete_settlement(key, reference)
+    }
+    fn abort_settlement(&mut self, key: &str) -> Result<SettlementBatch, EngineError> {
+        self.lock()?.abort_settlement(key)
+    }
+}
 
 /// The longest wait between two settlement runs while they keep failing.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -43,10 +105,7 @@ pub fn run_settlement(state: &AppState) -> Result<SettlementReport, ServiceError
         return Ok(SettlementReport::default());
     };
     let auditor = state.auditor();
-    let report = {
-        let mut core = state.core.lock().map_err(poisoned)?;
-        settle_once(&mut core.engine, &auditor, sender.as_mut())?
-    };
+    let report = settle_once(&mut LockedEngine(&state.engine), &auditor, sender.as_mut())?;
     for batch in report.batches.iter().filter(|b| b.status == "completed") {
         state.metrics.payout(batch.vendors, batch.amount);
     }

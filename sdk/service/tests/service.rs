@@ -137,7 +137,7 @@ impl World {
     }
 
     fn start(&self, data_dir: Option<std::path::PathBuf>, w0: u64) -> RunningService {
-        self.start_with(data_dir, w0, Box::new(self.chain.clone()), 1024)
+        self.start_with(data_dir, w0, Box::new(self.chain.clone()), |_| {})
     }
 
     fn start_with(
@@ -145,7 +145,7 @@ impl World {
         data_dir: Option<std::path::PathBuf>,
         w0: u64,
         verifier: Box<dyn BlockVerifier + Send>,
-        block_queue: usize,
+        tweak: impl FnOnce(&mut ServiceConfig),
     ) -> RunningService {
         let engine = AuditorConfig {
             withholding: Withholding::from_bps(2000).unwrap(),
@@ -157,9 +157,9 @@ impl World {
         let mut config =
             ServiceConfig::new(data_dir, SocketAddr::from(([127, 0, 0, 1], 0)), engine);
         config.max_body_bytes = 16 * 1024;
-        config.block_queue = block_queue;
         config.retry_interval = Duration::from_millis(100);
         config.settle_interval = Some(Duration::from_millis(200));
+        tweak(&mut config);
         RunningService::start(
             config,
             ServiceParts {
@@ -1092,8 +1092,11 @@ impl BlockVerifier for GatedChain {
     }
 }
 
+/// A block the full chain queue cannot take is not an error for its vendor: it stays pending in
+/// the store and the chain thread's retry verifies it; a long-poll that ends before a decision
+/// returns the signed wait answer.
 #[test]
-fn full_block_queue_answers_503_and_long_poll_returns_wait_until_decided() {
+fn full_block_queue_leaves_the_block_pending_and_long_poll_returns_wait_until_decided() {
     let mut world = World::new(8);
     let users: Vec<Party> = (0..3).map(|i| user(&mut world, 80 + i)).collect();
     let vendor_key = key(90);
@@ -1106,7 +1109,7 @@ fn full_block_queue_answers_503_and_long_poll_returns_wait_until_decided() {
         gate: Arc::clone(&gate),
     };
     // W0 = 1: every payment forms a block; the queue holds one block.
-    let service = world.start_with(None, 1, Box::new(verifier), 1);
+    let service = world.start_with(None, 1, Box::new(verifier), |config| config.block_queue = 1);
     let vendor = vendor_client(
         service.url(),
         vendor_key,
@@ -1117,24 +1120,25 @@ fn full_block_queue_answers_503_and_long_poll_returns_wait_until_decided() {
 
     let first = pay(&users[0], &vendor, world.take_tokens(1), "a");
     assert_eq!(verdict(&vendor.submit(&first).unwrap()), &Verdict::Wait);
-    let first_block = entered.recv().unwrap(); // the worker holds block 1 at the chain
+    let first_block = entered.recv().unwrap(); // the chain thread holds block 1 at the chain
     let second = pay(&users[1], &vendor, world.take_tokens(1), "b");
     assert_eq!(verdict(&vendor.submit(&second).unwrap()), &Verdict::Wait); // block 2 fills the queue
-    let before = snapshot(&service);
     let third = pay(&users[2], &vendor, world.take_tokens(1), "c");
-    match vendor.submit(&third) {
-        Err(VendorError::Refused { status, code, .. }) => {
-            assert_eq!((status, code.as_str()), (503, "overloaded"))
-        }
-        other => panic!("expected 503 overloaded, got {other:?}"),
-    }
+    let answer = vendor.submit(&third).unwrap();
     assert_eq!(
-        snapshot(&service),
-        before,
-        "a refused submission writes nothing"
+        verdict(&answer),
+        &Verdict::Wait,
+        "taken although the queue is full"
     );
-    let (status, _) = op_get(&service, &format!("/v1/users/{}", users[2].cert.subject));
-    assert_eq!(status, 404);
+    let third_block = answer.response.block_id.expect("its block");
+    let (_, status) = op_get(&service, "/v1/status");
+    let pending: Vec<u64> = status["pending_blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap())
+        .collect();
+    assert!(pending.contains(&third_block), "{status}");
 
     // A long-poll that ends before the decision returns the signed wait answer, not final.
     let (status, body) = op_get(
@@ -1146,16 +1150,92 @@ fn full_block_queue_answers_503_and_long_poll_returns_wait_until_decided() {
     assert_eq!(body["response"]["verdict"]["verdict"], "wait");
     assert_eq!(body["response"]["block_id"], first_block);
 
-    // Open the gate: both blocks are decided, the third payment is accepted now.
+    // Open the gate: all three blocks are decided, the third by the retry of pending blocks.
     *gate.0.lock().unwrap() = true;
     gate.1.notify_all();
-    for tx in [&first, &second] {
+    for tx in [&first, &second, &third] {
         let answer = vendor
             .await_final(&tx.id().unwrap(), Duration::from_secs(30))
             .unwrap();
         assert_eq!(verdict(&answer), &Verdict::Deliver);
     }
-    assert_eq!(verdict(&vendor.submit(&third).unwrap()), &Verdict::Wait);
+    let (_, status) = op_get(&service, "/v1/status");
+    assert_eq!(status["pending_blocks"], serde_json::json!([]), "{status}");
+    service.shutdown().unwrap();
+}
+
+/// When the intake pipeline is full a vendor gets 503 with Retry-After at once (never a hang)
+/// and nothing is written; reads are answered from the read-only view while a group commit
+/// holds the engine; once the commit goes on, the waiting transaction is answered and the
+/// refused one is taken when sent again.
+#[test]
+fn full_intake_pipeline_answers_503_at_once_and_reads_do_not_wait_for_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = World::new(8);
+    let alice = user(&mut world, 84);
+    let bob = user(&mut world, 85);
+    let vendor_key = key(91);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    let service = world.start_with(
+        Some(dir.path().to_path_buf()),
+        4,
+        Box::new(world.chain.clone()),
+        |config| config.intake_queue = 1,
+    );
+    let vendor = vendor_client(
+        service.url(),
+        vendor_key,
+        vendor_cert,
+        pubkey_of(&world.auditor),
+    )
+    .unwrap();
+    let known = pay(&alice, &vendor, world.take_tokens(1), "known");
+    assert_eq!(verdict(&vendor.submit(&known).unwrap()), &Verdict::Deliver);
+
+    // Hold the engine as a long commit would: the next group cannot commit.
+    let engine = service.state().engine().unwrap();
+    let waiting = pay(&alice, &vendor, world.take_tokens(1), "waits");
+    let waiting_vendor = vendor.clone();
+    let waiting_tx = waiting.clone();
+    let (answered_tx, answered) = std::sync::mpsc::channel();
+    let submitter = std::thread::spawn(move || {
+        let answer = waiting_vendor.submit(&waiting_tx);
+        let _ = answered_tx.send(());
+        answer
+    });
+    wait_for(|| (service.state().intake_room() == 0).then_some(()));
+    let refused_tx = pay(&bob, &vendor, world.take_tokens(1), "refused");
+    let started = std::time::Instant::now();
+    match vendor.submit(&refused_tx) {
+        Err(VendorError::Refused { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (503, "overloaded"))
+        }
+        other => panic!("expected 503 overloaded, got {other:?}"),
+    }
+    eprintln!("503 after {:?}", started.elapsed());
+    let raw = http()
+        .get(format!("{}/v1/users/{}", service.url(), alice.cert.subject))
+        .bearer_auth(service.operator_token())
+        .send()
+        .unwrap();
+    assert_eq!(raw.status(), 200, "a read while the engine is held");
+    let view: serde_json::Value = raw.json().unwrap();
+    assert_eq!(view["queued_tokens"], 1, "the committed state: {view}");
+    let (status, _) = op_get(&service, &format!("/v1/users/{}", bob.cert.subject));
+    assert_eq!(status, 404, "the refused transaction wrote nothing");
+    assert!(
+        answered.try_recv().is_err(),
+        "no answer before its group committed"
+    );
+    assert!(metric(&service, "mupib_pipeline_full_total") >= 1);
+
+    drop(engine);
+    let answer = submitter.join().unwrap().unwrap();
+    assert_eq!(verdict(&answer), &Verdict::Deliver);
+    assert_eq!(
+        verdict(&vendor.submit(&refused_tx).unwrap()),
+        &Verdict::Deliver
+    );
     service.shutdown().unwrap();
 }
 

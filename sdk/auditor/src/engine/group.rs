@@ -4,12 +4,23 @@
 //! failed group wrote nothing.
 
 use mupib_protocol::block::BlockVerification;
+use mupib_protocol::token::TokenId;
 
 use super::staged::Staged;
 use super::Auditor;
 use crate::error::EngineError;
 use crate::outcome::{BlockOutcome, IntakeOutcome, TransactionSummary};
 use crate::store::Store;
+
+/// One intake step of a group commit ([`Auditor::apply_group`]).
+#[derive(Debug, Clone, Copy)]
+pub enum GroupStep<'a> {
+    /// A transaction whose signatures all verified: [`Auditor::intake`].
+    Intake(&'a TransactionSummary),
+    /// A transaction signed by its user over tokens whose bank signature failed (the listed
+    /// ones): [`Auditor::report_forgery`].
+    Forgery(&'a TransactionSummary, &'a [TokenId]),
+}
 
 impl<S: Store> Auditor<S> {
     /// Group commit of a batch of intakes: computes each transaction's intake exactly as
@@ -65,6 +76,34 @@ impl<S: Store> Auditor<S> {
         ),
         EngineError,
     > {
+        let steps: Vec<GroupStep<'_>> = txs.iter().map(GroupStep::Intake).collect();
+        self.apply_group(blocks, &steps)
+    }
+
+    /// The general group commit: a round of block decisions, then a sequence of intake steps
+    /// (verified transactions, and transactions that carried forged tokens), computed as the
+    /// corresponding single-step calls made one after the other would compute them
+    /// ([`Self::apply_verification`], then [`Self::intake`] or [`Self::report_forgery`] per
+    /// step), and written with ONE [`Store::apply_all`]. This is what the service's pipeline
+    /// runs once per group.
+    ///
+    /// **Durability contract**: release no response (intake or final) of the group before this
+    /// call returns `Ok`; on error nothing of the group was written and it may be re-run.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`] if the group commit fails (nothing written).
+    #[allow(clippy::type_complexity)]
+    pub fn apply_group(
+        &mut self,
+        blocks: &[(u64, BlockVerification)],
+        steps: &[GroupStep<'_>],
+    ) -> Result<
+        (
+            Vec<Result<BlockOutcome, EngineError>>,
+            Vec<Result<IntakeOutcome, EngineError>>,
+        ),
+        EngineError,
+    > {
         let mut staged = Auditor {
             store: Staged::new(&self.store),
             config: self.config,
@@ -73,7 +112,13 @@ impl<S: Store> Auditor<S> {
             .iter()
             .map(|(block_id, verification)| staged.apply_verification(*block_id, verification))
             .collect();
-        let intakes: Vec<_> = txs.iter().map(|tx| staged.intake(tx)).collect();
+        let intakes: Vec<_> = steps
+            .iter()
+            .map(|step| match step {
+                GroupStep::Intake(tx) => staged.intake(tx),
+                GroupStep::Forgery(tx, forged) => staged.report_forgery(tx, forged),
+            })
+            .collect();
         let changes = staged.store.into_changes();
         self.store.apply_all(&changes)?;
         Ok((decided, intakes))

@@ -41,6 +41,7 @@ mod blocks;
 mod decisions;
 mod drive;
 mod group;
+pub use group::GroupStep;
 mod intake;
 mod payouts;
 mod queries;

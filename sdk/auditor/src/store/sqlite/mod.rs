@@ -126,6 +126,42 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// A read-only connection to the database at `path`, which a writer ([`Self::open`]) has
+    /// already created and migrated. It takes no writer lock and never waits for the writer: in
+    /// WAL mode a read sees the last committed state, so reads (status, traces, answers) go on
+    /// while the writer commits and fsyncs. Every write through it fails.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`] if the file cannot be opened; [`StoreError::SchemaTooNew`] or a
+    /// schema older than this build (run the writer first).
+    pub fn open_reader(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        use rusqlite::OpenFlags;
+        let conn = Connection::open_with_flags(
+            path.as_ref(),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = SqliteStore {
+            conn,
+            hook: None,
+            lock: None,
+        };
+        let found = store.schema_version()?;
+        if found > schema::SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: schema::SCHEMA_VERSION,
+            });
+        }
+        if found < schema::SCHEMA_VERSION {
+            return Err(StoreError::OutOfRange(format!(
+                "database schema version {found} is older than this build's ({}): open it for writing first, which migrates it",
+                schema::SCHEMA_VERSION
+            )));
+        }
+        Ok(store)
+    }
+
     /// A private in-memory database (tests).
     ///
     /// # Errors
@@ -518,6 +554,43 @@ mod tests {
         assert!(message.contains("exactly one writer"), "{message}");
         drop(first);
         SqliteStore::open(&path).expect("free again once the first store is gone");
+    }
+
+    /// A reader sees what the writer committed, while the writer holds its lock and even inside
+    /// an open write transaction (WAL: the reader sees the last commit), and cannot write.
+    #[test]
+    fn reader_sees_commits_without_the_writer_lock_and_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auditor.sqlite");
+        let mut writer = SqliteStore::open(&path).unwrap();
+        let mut reader = SqliteStore::open_reader(&path).unwrap();
+        let vendor = Pubkey::new_from_array([7; 32]);
+        assert_eq!(reader.vendor(&vendor).unwrap().accrued, 0);
+        let accrue = ChangeSet {
+            vendor_credits: vec![VendorPayout {
+                vendor,
+                amount: 8_000,
+            }],
+            ..ChangeSet::default()
+        };
+        writer.apply(&accrue).unwrap();
+        assert_eq!(reader.vendor(&vendor).unwrap().accrued, 8_000);
+        // An uncommitted write is invisible to the reader, which does not wait for it.
+        writer.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        writer
+            .conn
+            .execute("UPDATE vendors SET accrued = accrued + 1", [])
+            .unwrap();
+        assert_eq!(reader.vendor(&vendor).unwrap().accrued, 8_000);
+        writer.conn.execute_batch("ROLLBACK").unwrap();
+        assert!(reader.apply(&accrue).is_err(), "a reader wrote");
+        assert_eq!(reader.vendor(&vendor).unwrap().accrued, 8_000);
+    }
+
+    #[test]
+    fn reader_of_a_database_never_opened_for_writing_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(SqliteStore::open_reader(dir.path().join("missing.sqlite")).is_err());
     }
 
     #[test]

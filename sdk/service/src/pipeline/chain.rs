@@ -1,0 +1,103 @@
+//! The chain thread: verifies each block on the chain as the commit thread hands it over and
+//! passes the decisions back. It holds no lock the others wait on, so a slow chain delays only
+//! the final answers of the users whose blocks are in flight, never intake. A block whose
+//! verification fails stays pending in the store; every `retry_interval` after a failure (or
+//! after the block queue overflowed) the pending blocks are read from the store and verified
+//! again (the verifier is idempotent: a block already decided on-chain is read back, not paid
+//! twice).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use mupib_protocol::block::{BlockSubmission, BlockVerifier};
+
+use super::Decided;
+use crate::state::AppState;
+
+/// The thread's loop; returns when the commit thread drops the block queue (after verifying
+/// what it holds) or when killed.
+pub(super) fn run(
+    state: &AppState,
+    mut verifier: Box<dyn BlockVerifier + Send>,
+    blocks: &Receiver<BlockSubmission>,
+    decided: Sender<Decided>,
+    retry_interval: Duration,
+    sweep: &AtomicBool,
+    killed: &AtomicBool,
+) {
+    loop {
+        if killed.load(Ordering::SeqCst) {
+            return;
+        }
+        match blocks.recv_timeout(retry_interval) {
+            Ok(block) => {
+                verify(state, verifier.as_mut(), &block, &decided, sweep);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if sweep.swap(false, Ordering::SeqCst) {
+                    retry_pending(state, verifier.as_mut(), &decided, sweep, killed);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Verifies one block; on failure marks the pending blocks for a retry.
+fn verify(
+    state: &AppState,
+    verifier: &mut dyn BlockVerifier,
+    block: &BlockSubmission,
+    decided: &Sender<Decided>,
+    sweep: &AtomicBool,
+) -> bool {
+    match verifier.verify(block) {
+        Ok(verification) => {
+            // The commit thread is gone only when stopping: the block stays pending.
+            let _ = decided.send((block.block_id, verification));
+            true
+        }
+        Err(error) => {
+            state.metrics.verifier_failure();
+            tracing::warn!(block_id = block.block_id, %error, "block verification failed; it stays pending and is retried");
+            sweep.store(true, Ordering::SeqCst);
+            false
+        }
+    }
+}
+
+/// Every block still pending in the store, oldest first, verified again; stops at the first
+/// failure (the chain is likely down: the next retry starts over).
+fn retry_pending(
+    state: &AppState,
+    verifier: &mut dyn BlockVerifier,
+    decided: &Sender<Decided>,
+    sweep: &AtomicBool,
+    killed: &AtomicBool,
+) {
+    let pending = match state.read(|engine| Ok(engine.pending_blocks()?)) {
+        Ok(pending) => pending,
+        Err(error) => {
+            tracing::warn!(%error, "reading the pending blocks failed; retried later");
+            sweep.store(true, Ordering::SeqCst);
+            return;
+        }
+    };
+    for block in pending {
+        if killed.load(Ordering::SeqCst) {
+            return;
+        }
+        let submission = match state.read(|engine| Ok(engine.submission(block.block_id)?)) {
+            Ok(submission) => submission,
+            Err(error) => {
+                tracing::warn!(block_id = block.block_id, %error, "a pending block could not be read; retried later");
+                sweep.store(true, Ordering::SeqCst);
+                return;
+            }
+        };
+        if !verify(state, verifier, &submission, decided, sweep) {
+            return;
+        }
+    }
+}

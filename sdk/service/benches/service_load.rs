@@ -1,66 +1,64 @@
-//! Service load on loopback (issue 5, "Benchmark"): concurrent vendors submit countersigned
-//! payment transactions of 5 tokens to the auditor service over HTTP on 127.0.0.1 for a fixed
-//! time, each measuring the time from sending a transaction to holding the auditor's answer with
-//! its signature verified ([`VendorClient::submit`]); then, in the same run, the engine's
-//! in-process intake rate over the same transaction mix on the same store kind, as the reference
-//! the service's throughput is divided by.
+//! Service load on loopback (issues 5 and 11, "Benchmark"): concurrent vendors submit
+//! countersigned payment transactions of 5 tokens to the auditor service over HTTP on 127.0.0.1,
+//! each measuring the time from sending a transaction to holding the auditor's answer with its
+//! signature verified ([`VendorClient::submit`]). The reference is the physical one, measured in
+//! the same run: raw ed25519 `verify_batch` over the same signatures (9 per transaction: two
+//! certificates, vendor, user, five tokens), in transactions per second, on one core (what the
+//! pipeline's verify thread can do) and on every core (the machine).
 //!
-//! `cargo bench -p mupib-cli --bench service_load`
+//! `cargo bench -p mupib-service --bench service_load`
 //!
-//! Settings (environment, all optional): `MUPIB_LOAD_SECS` (load duration, default 30),
+//! Settings (environment, all optional): `MUPIB_LOAD_SECS` (saturated load, default 30),
+//! `MUPIB_LOAD_OPEN_SECS` (open-loop load at half the saturated rate, default 15; 0 skips it),
 //! `MUPIB_LOAD_VENDORS` (concurrent vendors, default 200), `MUPIB_LOAD_TX_PER_VENDOR`
-//! (pre-generated transactions per vendor, default 150; a vendor that runs out stops early and
-//! the report says so), `MUPIB_LOAD_REFERENCE_SECS` (time cap of each engine reference run, default
-//! 10), `MUPIB_LOAD_STORE` (`sqlite`, the default, or `memory`: the service and the references
-//! on the `MemoryStore` and an in-memory journal, to price everything but the disk).
+//! (pre-generated transactions per vendor, default 400; a vendor that runs out stops early and
+//! the report says so), `MUPIB_LOAD_GROUP_MAX` (the service's group cap, default its default),
+//! `MUPIB_LOAD_STORE` (`sqlite`, the default, or `memory`: the
+//! `MemoryStore` and an in-memory journal, to price everything but the disk).
 //!
 //! What runs:
 //! - the service in-process ([`RunningService::start`]) on `127.0.0.1:0`, with the durable
-//!   SQLite store and journal in a temporary directory (WAL, `synchronous = FULL`), default
-//!   settings (2 async worker threads, intake off the async threads, the default limits: every
-//!   request signed and verified, in-flight cap, per-vendor rate), blocks verified by a
-//!   [`SimulatedChain`] (the chain is not what is measured), settlement off;
+//!   SQLite store (WAL, `synchronous = FULL`) and journal in a temporary directory, default
+//!   settings (2 async worker threads, the intake pipeline with its default group size and
+//!   window, the default limits: every request signed and verified, in-flight cap, per-vendor
+//!   rate), blocks verified by a [`SimulatedChain`] (the chain is not what is measured),
+//!   settlement off;
 //! - one OS thread per vendor, each with its own [`VendorClient`] (blocking reqwest, one
-//!   keep-alive connection), submitting its own pre-generated transactions back to back
-//!   (`POST /v1/transactions`) until the deadline; a request in flight at the deadline completes
-//!   and counts;
+//!   keep-alive connection): saturated, each submits its own pre-generated transactions back to
+//!   back (`POST /v1/transactions`) until the deadline; then open loop, each sends on a fixed
+//!   schedule (vendors staggered) at half the saturated rate in all, latency counted from the
+//!   scheduled send time (a late send is not forgiven);
 //! - the mix: every transaction pays 5 fresh tokens of value 10; users change every 20
 //!   transactions in round order (round k: vendor 0, 1, …), so each user pays 20 different
 //!   vendors and a block of W0 = 100 tokens forms at its 20th transaction (one block per 20
 //!   transactions); every certificate is registered before the service starts;
-//! - before the load and again after it (service shut down), the engine reference on one
-//!   thread over the transactions in round order, each run capped in time: verification of each
-//!   transaction alone (as a single submission is verified), [`Auditor::process`] (intake, one
-//!   store transaction; a formed block verified by a clone of the chain and its decisions
-//!   applied), the signed response and the signed final responses of the decided blocks — on a
-//!   fresh [`SqliteStore`] file; and the same plus the service journal's writes
-//!   ([`Journal`]: answer, token index, final answers), i.e. the service's synchronous core
-//!   without HTTP. The disk is shared with other work, so the commit cost drifts: the ratio is
-//!   given against the mean of the two engine runs, with the range.
+//! - the load generator's CPU: each vendor thread's and each reqwest runtime thread's CPU time
+//!   (`/proc/thread-self/stat`), against the whole process's over the load.
 //!
-//! Figures only, nothing asserted about time. The vendor threads run on the same cores as the
-//! service: the load figures include the clients' cost (JSON encoding, one signature check per
-//! answer), the reference figures do not.
+//! Figures only, nothing asserted about time.
 
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use mupib_auditor::store::{MemoryStore, SqliteStore, Store};
-use mupib_auditor::{Auditor, AuditorConfig, SimulatedChain, TransactionSummary};
+use ed25519_dalek::{Signature, VerifyingKey};
+use mupib_auditor::{AuditorConfig, SimulatedChain};
 use mupib_client::vendor::{VendorClient, VendorError};
 use mupib_protocol::cert::{pubkey_of, Certificate, Registry, Role};
 use mupib_protocol::money::Withholding;
-use mupib_protocol::response::{AuditorResponse, Verdict};
+use mupib_protocol::response::Verdict;
 use mupib_protocol::token::Token;
-use mupib_protocol::transaction::{verify_transactions, PaymentTransaction};
+use mupib_protocol::transaction::PaymentTransaction;
 use mupib_protocol::trust::{TrustModel, TrustScale};
-use mupib_service::journal::Journal;
-use mupib_service::{RunningService, ServiceConfig, ServiceParts};
+use mupib_protocol::Pubkey;
+use mupib_service::{RunningService, ServiceConfig, ServiceParts, DEFAULT_GROUP_MAX};
+
+/// Transactions per raw verification batch of the bound: 576 signatures, where ed25519 batch
+/// verification has reached its per-signature floor (BENCHMARKS.md, "Intake").
+const BOUND_BATCH_TX: usize = 64;
 use rayon::prelude::*;
 
 /// Tokens per transaction.
@@ -218,10 +216,10 @@ fn workload(vendor_count: usize, per_vendor: usize) -> BenchResult<Workload> {
     })
 }
 
-/// What one vendor thread saw.
+/// What one vendor thread saw in one phase.
 #[derive(Default)]
 struct VendorStats {
-    /// Send → verified signed answer, for every answered submission.
+    /// Send (scheduled send, open loop) → verified signed answer, per answered submission.
     latencies: Vec<Duration>,
     /// Answers by verdict.
     verdicts: BTreeMap<String, u64>,
@@ -229,6 +227,10 @@ struct VendorStats {
     errors: BTreeMap<String, u64>,
     /// Ran out of pre-generated transactions before the deadline.
     exhausted: bool,
+    /// Transactions of its pool used.
+    used: usize,
+    /// CPU time of this thread over the phase.
+    cpu: Duration,
 }
 
 fn verdict_name(verdict: &Verdict) -> String {
@@ -256,27 +258,95 @@ fn error_name(error: &VendorError) -> String {
     }
 }
 
+/// CPU time (user + system) of a thread or process from its `stat` file.
+fn stat_cpu(path: &str) -> Duration {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) in parentheses: state is field 3,
+    // utime 14 and stime 15, in clock ticks (100 per second on Linux).
+    let Some(rest) = text.rsplit_once(')').map(|(_, rest)| rest) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis(ticks(11).saturating_add(ticks(12)).saturating_mul(10))
+}
+
+/// CPU time of the process's threads whose name starts with `prefix`.
+fn threads_cpu(prefix: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with(prefix))
+        })
+        .map(|task| stat_cpu(&task.path().join("stat").display().to_string()))
+        .sum()
+}
+
+/// How a phase sends.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// Back to back: throughput at saturation.
+    Saturated,
+    /// Each vendor every `interval`, starting at `offset` (open loop).
+    Open { interval: Duration, offset: Duration },
+}
+
 fn vendor_loop(
     client: &VendorClient,
     pool: &[PaymentTransaction],
+    pace: Pace,
     start: &Barrier,
-    deadline: &std::sync::OnceLock<Instant>,
+    clock: &std::sync::OnceLock<(Instant, Instant)>,
 ) -> VendorStats {
     let mut stats = VendorStats {
         latencies: Vec::with_capacity(pool.len()),
         ..VendorStats::default()
     };
     start.wait();
-    let Some(deadline) = deadline.get().copied() else {
+    let Some((started, deadline)) = clock.get().copied() else {
         return stats;
     };
+    let cpu_before = stat_cpu("/proc/thread-self/stat");
     let mut next = pool.iter();
-    while Instant::now() < deadline {
+    let mut scheduled = match pace {
+        Pace::Saturated => started,
+        Pace::Open { offset, .. } => started + offset,
+    };
+    loop {
+        if let Pace::Open { interval, .. } = pace {
+            let now = Instant::now();
+            if scheduled > now {
+                std::thread::sleep(scheduled - now);
+            }
+            if scheduled >= deadline {
+                break;
+            }
+            // The next send is due one interval after this one was due, however late it is.
+            scheduled += interval;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
         let Some(tx) = next.next() else {
             stats.exhausted = true;
             break;
         };
-        let sent = Instant::now();
+        stats.used += 1;
+        let sent = match pace {
+            Pace::Saturated => Instant::now(),
+            Pace::Open { interval, .. } => scheduled - interval,
+        };
         match client.submit(tx) {
             Ok(answer) => {
                 stats.latencies.push(sent.elapsed());
@@ -288,6 +358,7 @@ fn vendor_loop(
             Err(error) => *stats.errors.entry(error_name(&error)).or_default() += 1,
         }
     }
+    stats.cpu = stat_cpu("/proc/thread-self/stat").saturating_sub(cpu_before);
     stats
 }
 
@@ -315,63 +386,70 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "n/a".into())
 }
 
-/// The load phase's figures.
-struct LoadResult {
+/// One phase's figures.
+#[derive(Default)]
+struct Phase {
     elapsed: Duration,
     latencies: Vec<Duration>,
     verdicts: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
     exhausted: usize,
-    metrics: String,
-    shutdown: Duration,
+    /// CPU of the vendor threads plus their reqwest runtime threads.
+    generator_cpu: Duration,
+    /// CPU of the whole process.
+    process_cpu: Duration,
+    /// Blocks decided (metrics) at the end of the phase.
+    decided: u64,
+    /// `mupib_group_commits_total` and `mupib_group_transactions_total` at the end.
+    groups: (u64, u64),
+    /// `mupib_group_commit_microseconds_total` at the end.
+    commit_micros: u64,
 }
 
-fn run_load(work: &Workload, dir: Option<&Path>, duration: Duration) -> BenchResult<LoadResult> {
-    let mut config = ServiceConfig::new(
-        dir.map(Path::to_path_buf),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        engine_config()?,
-    );
-    config.settle_interval = None;
-    let service = RunningService::start(
-        config,
-        ServiceParts {
-            auditor_key: work.auditor_key.clone(),
-            registry: work.registry.clone(),
-            verifier: Box::new(work.chain.clone()),
-            payouts: None,
-            batches: None,
-            clock: Arc::new(|| NOW),
-        },
-    )?;
-    let url = service.url();
-    if !service.addr().ip().is_loopback() {
-        return Err(format!("service bound to {}, not loopback", service.addr()).into());
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
     }
-    let auditor = pubkey_of(&work.auditor_key);
-    let mut clients = Vec::with_capacity(work.vendors.len());
-    for (vendor, cert) in &work.vendors {
-        clients.push(
-            VendorClient::new(url.clone(), vendor.clone(), cert.clone(), auditor)?
-                .with_clock(Arc::new(|| NOW)),
-        );
-    }
+}
+
+fn metric_sum(metrics: &str, prefix: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Runs one phase: every vendor from its `cursor` in its pool, at `pace`, for `duration`.
+fn run_phase(
+    service: &RunningService,
+    clients: &[VendorClient],
+    work: &Workload,
+    cursors: &mut [usize],
+    pace: impl Fn(usize) -> Pace,
+    duration: Duration,
+) -> BenchResult<Phase> {
     let barrier = Barrier::new(clients.len() + 1);
-    let deadline = std::sync::OnceLock::new();
+    let clock = std::sync::OnceLock::new();
+    let reqwest_before = threads_cpu("reqwest");
+    let process_before = stat_cpu("/proc/self/stat");
     let (stats, elapsed) = std::thread::scope(|scope| -> BenchResult<_> {
         let mut handles = Vec::with_capacity(clients.len());
-        for (client, pool) in clients.iter().zip(&work.pools) {
-            let (barrier, deadline) = (&barrier, &deadline);
+        for (index, (client, pool)) in clients.iter().zip(&work.pools).enumerate() {
+            let (barrier, clock) = (&barrier, &clock);
+            let pool = &pool[cursors[index].min(pool.len())..];
+            let pace = pace(index);
             handles.push(
                 std::thread::Builder::new()
+                    .name("load-vendor".into())
                     .stack_size(256 * 1024)
-                    .spawn_scoped(scope, move || vendor_loop(client, pool, barrier, deadline))?,
+                    .spawn_scoped(scope, move || vendor_loop(client, pool, pace, barrier, clock))?,
             );
         }
         let started = Instant::now();
-        deadline
-            .set(started + duration)
-            .map_err(|_| "deadline already set")?;
+        clock
+            .set((started, started + duration))
+            .map_err(|_| "clock already set")?;
         barrier.wait();
         let mut stats = Vec::with_capacity(handles.len());
         for handle in handles {
@@ -379,144 +457,127 @@ fn run_load(work: &Workload, dir: Option<&Path>, duration: Duration) -> BenchRes
         }
         Ok((stats, started.elapsed()))
     })?;
+    let process_cpu = stat_cpu("/proc/self/stat").saturating_sub(process_before);
+    let reqwest_cpu = threads_cpu("reqwest").saturating_sub(reqwest_before);
     let metrics = reqwest::blocking::Client::new()
-        .get(format!("{url}/metrics"))
+        .get(format!("{}/metrics", service.url()))
         .bearer_auth(service.operator_token())
         .send()?
         .text()?;
-    let stopping = Instant::now();
-    service.shutdown()?;
-    let shutdown = stopping.elapsed();
-    let mut result = LoadResult {
+    let mut phase = Phase {
         elapsed,
-        latencies: Vec::new(),
-        verdicts: BTreeMap::new(),
-        errors: BTreeMap::new(),
-        exhausted: 0,
-        metrics,
-        shutdown,
+        process_cpu,
+        generator_cpu: reqwest_cpu,
+        decided: metric_sum(&metrics, "mupib_blocks_total"),
+        groups: (
+            metric_sum(&metrics, "mupib_group_commits_total"),
+            metric_sum(&metrics, "mupib_group_transactions_total"),
+        ),
+        commit_micros: metric_sum(&metrics, "mupib_group_commit_microseconds_total"),
+        ..Phase::default()
     };
-    for vendor in stats {
-        result.latencies.extend(vendor.latencies);
+    for (index, vendor) in stats.into_iter().enumerate() {
+        cursors[index] += vendor.used;
+        phase.latencies.extend(vendor.latencies);
+        phase.generator_cpu += vendor.cpu;
         for (name, count) in vendor.verdicts {
-            *result.verdicts.entry(name).or_default() += count;
+            *phase.verdicts.entry(name).or_default() += count;
         }
         for (name, count) in vendor.errors {
-            *result.errors.entry(name).or_default() += count;
+            *phase.errors.entry(name).or_default() += count;
         }
-        result.exhausted += usize::from(vendor.exhausted);
+        phase.exhausted += usize::from(vendor.exhausted);
     }
-    result.latencies.sort_unstable();
-    Ok(result)
+    phase.latencies.sort_unstable();
+    Ok(phase)
 }
 
-/// The engine reference's figures.
-struct ReferenceResult {
-    transactions: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-    verdicts: BTreeMap<String, u64>,
-    blocks: usize,
+fn vk(key: &Pubkey) -> BenchResult<VerifyingKey> {
+    Ok(VerifyingKey::from_bytes(&key.to_bytes())?)
 }
 
-impl ReferenceResult {
-    fn rate(&self) -> f64 {
-        self.transactions as f64 / self.elapsed.as_secs_f64()
+type Item = (Vec<u8>, Signature, VerifyingKey);
+
+/// Every (message, signature, key) a transaction carries (9 for 5 tokens), as the auditor
+/// benches list them.
+fn signature_items(tx: &PaymentTransaction) -> BenchResult<Vec<Item>> {
+    let mut items = vec![
+        (
+            tx.user_cert.signing_bytes()?,
+            Signature::from_bytes(&tx.user_cert.signature),
+            vk(&tx.user_cert.issuer)?,
+        ),
+        (
+            tx.vendor_cert.signing_bytes()?,
+            Signature::from_bytes(&tx.vendor_cert.signature),
+            vk(&tx.vendor_cert.issuer)?,
+        ),
+        (
+            tx.vendor_signed_bytes()?,
+            Signature::from_bytes(&tx.vendor_signature),
+            vk(&tx.vendor())?,
+        ),
+        (
+            tx.user_signed_bytes()?,
+            Signature::from_bytes(&tx.user_signature),
+            vk(&tx.user())?,
+        ),
+    ];
+    for token in &tx.tokens {
+        items.push((
+            token.signing_bytes().to_vec(),
+            token.signature(),
+            vk(&token.bank)?,
+        ));
     }
+    Ok(items)
 }
 
-/// Verify + intake (+ block verification and decisions) + sign, one transaction at a time, on a
-/// fresh SQLite file; with `journal`, also the service journal's writes.
-fn run_reference(
-    work: &Workload,
-    txs: &[&PaymentTransaction],
-    dir: Option<&Path>,
-    journal: bool,
-    limit: Duration,
-) -> BenchResult<ReferenceResult> {
-    let store: Box<dyn Store + Send> = match dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)?;
-            Box::new(SqliteStore::open(dir.join("auditor.sqlite"))?)
-        }
-        None => Box::new(MemoryStore::new()),
-    };
-    let mut auditor = Auditor::new(store, engine_config()?)?;
-    let mut journal = match (journal, dir) {
-        (false, _) => None,
-        (true, Some(dir)) => Some(Journal::open(&dir.join("service.sqlite"))?),
-        (true, None) => Some(Journal::in_memory()?),
-    };
-    let mut chain = work.chain.clone();
-    let mut result = ReferenceResult {
-        transactions: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::with_capacity(txs.len()),
-        verdicts: BTreeMap::new(),
-        blocks: 0,
-    };
+/// Raw `verify_batch` over `items` in batches of `per_batch`, on `threads` threads: signatures/s.
+fn raw_batch_rate(items: &[Item], per_batch: usize, threads: usize) -> BenchResult<f64> {
+    let share = items.len().div_ceil(threads.max(1)).max(1);
     let start = Instant::now();
-    for tx in txs {
-        if start.elapsed() >= limit {
-            break;
+    std::thread::scope(|scope| -> BenchResult<()> {
+        let handles: Vec<_> = items
+            .chunks(share)
+            .map(|part| {
+                scope.spawn(move || -> Result<(), String> {
+                    for chunk in part.chunks(per_batch) {
+                        let messages: Vec<&[u8]> =
+                            chunk.iter().map(|(m, _, _)| m.as_slice()).collect();
+                        let signatures: Vec<Signature> = chunk.iter().map(|(_, s, _)| *s).collect();
+                        let keys: Vec<VerifyingKey> = chunk.iter().map(|(_, _, k)| *k).collect();
+                        ed25519_dalek::verify_batch(&messages, &signatures, &keys)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().map_err(|_| "a verifying thread panicked")??;
         }
-        let begun = Instant::now();
-        let verified = verify_transactions(std::slice::from_ref(*tx), &work.registry, NOW)
-            .pop()
-            .ok_or("verification returned no result")??;
-        let summary = TransactionSummary::from(&verified);
-        let processed = auditor.process(&summary, &mut chain)?;
-        let verdict = processed.intake.response_verdict(&summary);
-        let name = verdict_name(&verdict);
-        let is_final = !matches!(verdict, Verdict::Wait);
-        let rejected = matches!(verdict, Verdict::Reject(_));
-        let block_id = processed.intake.block.as_ref().map(|b| b.block_id);
-        let response =
-            AuditorResponse::sign(&work.auditor_key, summary.id, verdict, block_id, NOW)?;
-        if let Some(journal) = journal.as_mut() {
-            journal.record_first(&response, is_final)?;
-            if !rejected {
-                let tokens: Vec<_> = summary.tokens.iter().map(|t| t.id).collect();
-                journal.record_tokens(&summary.id, &tokens)?;
-            }
-        }
-        for block in &processed.blocks {
-            result.blocks += 1;
-            for final_verdict in &block.verdicts {
-                let response = AuditorResponse::sign(
-                    &work.auditor_key,
-                    final_verdict.transaction_id,
-                    block.response_verdict(final_verdict),
-                    Some(block.block_id),
-                    NOW,
-                )?;
-                if let Some(journal) = journal.as_ref() {
-                    journal.record_update(&response, true)?;
-                }
-            }
-        }
-        result.latencies.push(begun.elapsed());
-        *result.verdicts.entry(name).or_default() += 1;
-        result.transactions += 1;
-    }
-    result.elapsed = start.elapsed();
-    result.latencies.sort_unstable();
-    Ok(result)
+        Ok(())
+    })?;
+    Ok(items.len() as f64 / start.elapsed().as_secs_f64())
 }
 
-/// The engine reference and the service-core reference over `order`, each on fresh files.
-fn references(
-    work: &Workload,
-    order: &[&PaymentTransaction],
-    dir: Option<&Path>,
-    label: &str,
-    limit: Duration,
-) -> BenchResult<(ReferenceResult, ReferenceResult)> {
-    let engine_dir = dir.map(|dir| dir.join(format!("engine-{label}")));
-    let engine = run_reference(work, order, engine_dir.as_deref(), false, limit)?;
-    let core_dir = dir.map(|dir| dir.join(format!("core-{label}")));
-    let core = run_reference(work, order, core_dir.as_deref(), true, limit)?;
-    Ok((engine, core))
+/// The physical bound in transactions/s: raw batch verification of the first transactions'
+/// signatures, best of three, on one thread and on `cores` threads.
+fn physical_bound(order: &[&PaymentTransaction], cores: usize) -> BenchResult<(f64, f64)> {
+    let mut items = Vec::new();
+    for tx in order.iter().take(4_000) {
+        items.extend(signature_items(tx)?);
+    }
+    let per_tx = f64::from(TOKENS + 4);
+    let per_batch = BOUND_BATCH_TX * (TOKENS as usize + 4);
+    let mut one: f64 = 0.0;
+    let mut all: f64 = 0.0;
+    for _ in 0..3 {
+        one = one.max(raw_batch_rate(&items, per_batch, 1)?);
+        all = all.max(raw_batch_rate(&items, per_batch, cores)?);
+    }
+    Ok((one / per_tx, all / per_tx))
 }
 
 fn counts(map: &BTreeMap<String, u64>) -> String {
@@ -529,12 +590,49 @@ fn counts(map: &BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
+fn print_phase(name: &str, phase: &Phase, bound: (f64, f64)) {
+    let rate = phase.rate();
+    let errors: u64 = phase.errors.values().sum();
+    println!(
+        "  {name}: {} answered + {errors} failed in {:.2} s = {rate:.0} tx/s = {:.2} of the \
+         one-core bound, {:.2} of the {}-core bound",
+        phase.latencies.len(),
+        phase.elapsed.as_secs_f64(),
+        rate / bound.0,
+        rate / bound.1,
+        std::thread::available_parallelism().map_or(0, usize::from),
+    );
+    println!(
+        "    send -> verified signed answer: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        ms(percentile(&phase.latencies, 50)),
+        ms(percentile(&phase.latencies, 99)),
+        ms(phase.latencies.last().copied().unwrap_or_default())
+    );
+    println!("    answers by verdict: {}", counts(&phase.verdicts));
+    println!("    errors by status: {}", counts(&phase.errors));
+    let busy = phase.process_cpu.as_secs_f64();
+    println!(
+        "    CPU: process {busy:.1} s over {:.1} s of wall time; load generator (vendor and \
+         reqwest threads) {:.1} s = {:.0} % of it",
+        phase.elapsed.as_secs_f64(),
+        phase.generator_cpu.as_secs_f64(),
+        100.0 * phase.generator_cpu.as_secs_f64() / busy.max(1e-9)
+    );
+    if phase.exhausted > 0 {
+        println!(
+            "    {} vendors ran out of pre-generated transactions before the deadline \
+             (raise MUPIB_LOAD_TX_PER_VENDOR)",
+            phase.exhausted
+        );
+    }
+}
+
 fn main() -> BenchResult<()> {
     let total = Instant::now();
     let duration = Duration::from_secs(env_or("MUPIB_LOAD_SECS", 30)?);
+    let open_duration = Duration::from_secs(env_or("MUPIB_LOAD_OPEN_SECS", 15)?);
     let vendor_count = usize::try_from(env_or("MUPIB_LOAD_VENDORS", 200)?)?;
-    let per_vendor = usize::try_from(env_or("MUPIB_LOAD_TX_PER_VENDOR", 150)?)?;
-    let reference_limit = Duration::from_secs(env_or("MUPIB_LOAD_REFERENCE_SECS", 10)?);
+    let per_vendor = usize::try_from(env_or("MUPIB_LOAD_TX_PER_VENDOR", 400)?)?;
     let in_memory = match std::env::var("MUPIB_LOAD_STORE").as_deref() {
         Ok("memory") => true,
         Ok("sqlite") | Err(_) => false,
@@ -543,16 +641,18 @@ fn main() -> BenchResult<()> {
     let store_name = if in_memory {
         "MemoryStore + in-memory journal, nothing durable"
     } else {
-        "SQLite file store + journal"
+        "SQLite file store (synchronous = FULL) + journal"
     };
     if vendor_count == 0 || per_vendor == 0 {
         return Err("MUPIB_LOAD_VENDORS and MUPIB_LOAD_TX_PER_VENDOR must be at least 1".into());
     }
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
         "service load: {vendor_count} vendors x up to {per_vendor} pre-generated transactions, \
-         {} s, {TOKENS} tokens/tx, W0 = {INITIAL_BLOCK_SIZE}; {cores} cores, load average {}",
+         {} s saturated + {} s open loop, {TOKENS} tokens/tx, W0 = {INITIAL_BLOCK_SIZE}; {cores} \
+         cores, load average {}",
         duration.as_secs(),
+        open_duration.as_secs(),
         load_average()
     );
 
@@ -564,113 +664,119 @@ fn main() -> BenchResult<()> {
         work.users,
         t.elapsed().as_secs_f64()
     );
+    let order = work.round_order();
+    let before = physical_bound(&order, cores)?;
 
     let dir = tempfile::tempdir()?;
-    let order = work.round_order();
-    let files = (!in_memory).then(|| dir.path().to_path_buf());
-    let before = references(&work, &order, files.as_deref(), "before", reference_limit)?;
-    let service_dir = files.as_ref().map(|dir| dir.join("service"));
-    let load = run_load(&work, service_dir.as_deref(), duration)?;
-    let answered = load.latencies.len();
-    let errors: u64 = load.errors.values().sum();
-    let rate = answered as f64 / load.elapsed.as_secs_f64();
+    let mut config = ServiceConfig::new(
+        (!in_memory).then(|| dir.path().join("service")),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        engine_config()?,
+    );
+    config.settle_interval = None;
+    config.group_max = usize::try_from(env_or("MUPIB_LOAD_GROUP_MAX", DEFAULT_GROUP_MAX as u64)?)?;
+    let service = RunningService::start(
+        config,
+        ServiceParts {
+            auditor_key: work.auditor_key.clone(),
+            registry: work.registry.clone(),
+            verifier: Box::new(work.chain.clone()),
+            payouts: None,
+            batches: None,
+            clock: Arc::new(|| NOW),
+        },
+    )?;
+    if !service.addr().ip().is_loopback() {
+        return Err(format!("service bound to {}, not loopback", service.addr()).into());
+    }
+    let auditor = pubkey_of(&work.auditor_key);
+    let mut clients = Vec::with_capacity(work.vendors.len());
+    for (vendor, cert) in &work.vendors {
+        clients.push(
+            VendorClient::new(service.url(), vendor.clone(), cert.clone(), auditor)?
+                .with_clock(Arc::new(|| NOW)),
+        );
+    }
+    let mut cursors = vec![0usize; clients.len()];
+    let saturated = run_phase(
+        &service,
+        &clients,
+        &work,
+        &mut cursors,
+        |_| Pace::Saturated,
+        duration,
+    )?;
+    let formed = saturated.verdicts.get("wait").copied().unwrap_or(0);
+    let open = if open_duration.is_zero() {
+        None
+    } else {
+        // Half the saturated rate in all: each vendor every vendors / (rate / 2), staggered.
+        let half = (saturated.rate() / 2.0).max(1.0);
+        let interval = Duration::from_secs_f64(vendor_count as f64 / half);
+        let step = interval / u32::try_from(vendor_count).unwrap_or(u32::MAX);
+        let decided_before = saturated.decided;
+        let phase = run_phase(
+            &service,
+            &clients,
+            &work,
+            &mut cursors,
+            |index| Pace::Open {
+                interval,
+                offset: step * u32::try_from(index).unwrap_or(0),
+            },
+            open_duration,
+        )?;
+        Some((half, decided_before, phase))
+    };
+    let stopping = Instant::now();
+    service.shutdown()?;
+    let shutdown = stopping.elapsed();
+    let after = physical_bound(&order, cores)?;
+    let bound = ((before.0 + after.0) / 2.0, (before.1 + after.1) / 2.0);
+
     println!();
     println!(
-        "service over HTTP on 127.0.0.1 ({store_name}, simulated chain), load average after {}:",
+        "physical bound: raw ed25519 verify_batch ({} signatures per batch) over the same \
+         signatures, {} per transaction: one core {:.0} tx/s (before {:.0}, after {:.0}), {cores} \
+         cores {:.0} tx/s (before {:.0}, after {:.0})",
+        BOUND_BATCH_TX * (TOKENS as usize + 4),
+        TOKENS + 4,
+        bound.0,
+        before.0,
+        after.0,
+        bound.1,
+        before.1,
+        after.1
+    );
+    println!(
+        "service over HTTP on 127.0.0.1 ({store_name}, simulated chain), load average {}:",
         load_average()
     );
+    print_phase("saturated", &saturated, bound);
     println!(
-        "  {answered} answered + {errors} failed in {:.2} s = {rate:.0} tx/s ({:.0} signatures/s \
-         verified by the service)",
-        load.elapsed.as_secs_f64(),
-        rate * f64::from(TOKENS + 4)
+        "    blocks formed during the load (one per wait answer): {formed}; decided by its end: \
+         {} ({:.1} %)",
+        saturated.decided,
+        100.0 * saturated.decided as f64 / (formed.max(1)) as f64
     );
     println!(
-        "  send -> verified signed answer: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        ms(percentile(&load.latencies, 50)),
-        ms(percentile(&load.latencies, 99)),
-        ms(load.latencies.last().copied().unwrap_or_default())
+        "    group commits: {}, mean {:.1} transactions and {:.1} ms per group (cap {})",
+        saturated.groups.0,
+        saturated.groups.1 as f64 / saturated.groups.0.max(1) as f64,
+        saturated.commit_micros as f64 / 1e3 / saturated.groups.0.max(1) as f64,
+        usize::try_from(env_or("MUPIB_LOAD_GROUP_MAX", DEFAULT_GROUP_MAX as u64)?)?
     );
-    println!("  answers by verdict: {}", counts(&load.verdicts));
-    println!("  errors by status: {}", counts(&load.errors));
-    if load.exhausted > 0 {
+    if let Some((half, decided_before, phase)) = &open {
+        print_phase(&format!("open loop at {half:.0} tx/s"), phase, bound);
+        let formed = phase.verdicts.get("wait").copied().unwrap_or(0);
         println!(
-            "  {} vendors ran out of pre-generated transactions before the deadline \
-             (raise MUPIB_LOAD_TX_PER_VENDOR)",
-            load.exhausted
+            "    blocks formed during this phase: {formed}; decided during it: {}",
+            phase.decided.saturating_sub(*decided_before)
         );
     }
-    let decided: u64 = load
-        .metrics
-        .lines()
-        .filter(|line| line.starts_with("mupib_blocks_total"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
     println!(
-        "  blocks: {} formed at intake (one per wait answer), {decided} decided by the end of \
-         the load, the rest at shutdown",
-        load.verdicts.get("wait").copied().unwrap_or(0)
-    );
-    println!(
-        "  graceful shutdown (drains the queued blocks) took {:.2} s",
-        load.shutdown.as_secs_f64()
-    );
-    let interesting = [
-        "mupib_intake_total",
-        "mupib_refused_total",
-        "mupib_blocks",
-        "mupib_final_total",
-    ];
-    for line in load.metrics.lines() {
-        if !line.starts_with('#')
-            && interesting.iter().any(|p| line.starts_with(p))
-            && !line.ends_with(" 0")
-        {
-            println!("  metric {line}");
-        }
-    }
-
-    // The reference again, right after the load: the disk is shared, so its commit cost drifts.
-    let after = references(&work, &order, files.as_deref(), "after", reference_limit)?;
-    println!();
-    println!(
-        "in-process reference, one thread, {store_name}, same mix in round order \
-         (each capped at {} s), before and after the load:",
-        reference_limit.as_secs()
-    );
-    println!(
-        "{:<50} {:>6} {:>8} {:>8} {:>8} {:>7}  verdicts",
-        "", "tx", "tx/s", "p50 ms", "p99 ms", "blocks"
-    );
-    for (name, stats) in [
-        ("engine: verify + process + sign (before)", &before.0),
-        ("engine: verify + process + sign (after)", &after.0),
-        (
-            "service core: the same + journal writes (before)",
-            &before.1,
-        ),
-        ("service core: the same + journal writes (after)", &after.1),
-    ] {
-        println!(
-            "{name:<50} {:>6} {:>8.0} {:>8.2} {:>8.2} {:>7}  {}",
-            stats.transactions,
-            stats.rate(),
-            ms(percentile(&stats.latencies, 50)),
-            ms(percentile(&stats.latencies, 99)),
-            stats.blocks,
-            counts(&stats.verdicts)
-        );
-    }
-    let engine_rate = (before.0.rate() + after.0.rate()) / 2.0;
-    let core_rate = (before.1.rate() + after.1.rate()) / 2.0;
-    println!();
-    println!(
-        "ratio service / engine = {:.2} (engine mean of before and after: {engine_rate:.0} tx/s; \
-         range {:.2}-{:.2}); service / service core = {:.2} (core mean {core_rate:.0} tx/s)",
-        rate / engine_rate,
-        rate / before.0.rate().max(after.0.rate()),
-        rate / before.0.rate().min(after.0.rate()),
-        rate / core_rate
+        "  graceful shutdown (drains the pipeline and the queued blocks) took {:.2} s",
+        shutdown.as_secs_f64()
     );
     println!("total bench time {:.1} s", total.elapsed().as_secs_f64());
     Ok(())

@@ -50,6 +50,7 @@ pub struct Metrics {
     registry_reload_failures: AtomicU64,
     revocations: AtomicU64,
     group_commits: AtomicU64,
+    group_commit_micros: AtomicU64,
     group_transactions: AtomicU64,
     group_decided_blocks: AtomicU64,
     group_failures: AtomicU64,
@@ -226,9 +227,13 @@ impl Metrics {
     }
 
     /// A group committed by the pipeline: `transactions` intakes and `blocks` block decisions
-    /// in one store transaction.
-    pub fn group_commit(&self, transactions: usize, blocks: usize) {
+    /// in one store transaction, which took `took` (engine work and the store's commit).
+    pub fn group_commit(&self, transactions: usize, blocks: usize, took: std::time::Duration) {
         add(&self.group_commits, 1);
+        add(
+            &self.group_commit_micros,
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        );
         add(
             &self.group_transactions,
             u64::try_from(transactions).unwrap_or(u64::MAX),
@@ -315,11 +320,16 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {}", get(counter));
         }
-        let pipeline_metrics: [(&str, &str, &AtomicU64); 6] = [
+        let pipeline_metrics: [(&str, &str, &AtomicU64); 7] = [
             (
                 "mupib_group_commits_total",
                 "Groups committed by the intake pipeline (one store transaction each).",
                 &self.group_commits,
+            ),
+            (
+                "mupib_group_commit_microseconds_total",
+                "Time spent in group commits (the engine's work and the store's commit), microseconds.",
+                &self.group_commit_micros,
             ),
             (
                 "mupib_group_transactions_total",

@@ -177,6 +177,7 @@ fn round(
 
     let (steps, step_of, mut refused) = steps(state, &items);
     let mut result = Ok((Vec::new(), Vec::new()));
+    let started = std::time::Instant::now();
     for _ in 0..CONFLICT_RETRIES {
         result = match state.engine() {
             Ok(mut engine) => engine
@@ -208,7 +209,9 @@ fn round(
             return Err(decisions);
         }
     };
-    state.metrics.group_commit(step_count, decisions.len());
+    state
+        .metrics
+        .group_commit(step_count, decisions.len(), started.elapsed());
 
     let mut decided_any = false;
     for (outcome, (block_id, _)) in block_outcomes.into_iter().zip(&decisions) {

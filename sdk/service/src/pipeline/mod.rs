@@ -16,7 +16,9 @@
 //!   since the first; verifies all their signatures in one batch
 //!   ([`mupib_protocol::transaction::verify_transactions`]) and checks every token's batch
 //!   ([`mupib_protocol::batch::check_redeemable`]). The channel to the commit thread holds one
-//!   group, so the next group is verified (on the other core) while the current one commits.
+//!   group, so the next group is verified (on the other core) while the current one commits;
+//!   while the commit thread is busy the held group keeps growing (later requests verified and
+//!   appended in order) up to `group_max`, so a slow commit is shared by more transactions.
 //! - **commit** ([`commit`]): the engine's [`mupib_auditor::Auditor::apply_group`] over the
 //!   decisions received and the group's transactions — one store transaction, one fsync — then
 //!   signs the answers, writes the journal (one transaction, no fsync: see
@@ -64,10 +66,11 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use crate::error::{ApiError, ServiceError};
 use crate::state::AppState;
 
-/// Default [`PipelineConfig::group_max`]: with the 9 signatures of a 5-token transaction, 64
-/// transactions are 576 signatures, where ed25519 batch verification has reached its per-
-/// signature floor (see BENCHMARKS.md, "Intake").
-pub const DEFAULT_GROUP_MAX: usize = 64;
+/// Default [`PipelineConfig::group_max`]: a group grows while the previous one commits, so this
+/// caps how many transactions one durable commit may carry (and how long a group's vendors wait
+/// for it); 256 lets a slow disk's commit be shared by up to 256 transactions (see
+/// BENCHMARKS.md, "Service load").
+pub const DEFAULT_GROUP_MAX: usize = 256;
 /// Default [`PipelineConfig::group_window`], milliseconds: long enough to gather a group at a
 /// few thousand transactions per second, short against a durable commit.
 pub const DEFAULT_GROUP_WINDOW_MS: u64 = 2;

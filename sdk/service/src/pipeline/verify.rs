@@ -1,13 +1,16 @@
-//! The gather + verify thread: closes a group at `group_max` transactions or `group_window` after
-//! its first request, verifies every signature of the group in one ed25519 batch, checks each
-//! token's batch, and hands the group to the commit thread (which holds at most one group in
-//! hand, so this thread verifies the next group while that one commits).
+//! The gather + verify thread: gathers requests for up to `group_window` after the first (or
+//! until `group_max` transactions), verifies every signature gathered in one ed25519 batch,
+//! checks each token's batch, and offers the group to the commit thread. While the commit thread
+//! is busy with the previous group, the group held here keeps growing — the next requests are
+//! gathered, verified as their own batch and appended, in arrival order — up to `group_max`
+//! transactions: the slower a commit (a slow disk's fsync), the larger the next group, so the
+//! commit cost is shared by more transactions instead of queueing them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use mupib_auditor::TransactionSummary;
 use mupib_protocol::batch::{check_redeemable, BatchDirectory, BatchTerms};
 use mupib_protocol::token::TokenId;
@@ -42,6 +45,18 @@ pub(super) struct Group {
     pub(super) requests: Vec<(Request, usize)>,
     pub(super) items: Vec<Item>,
 }
+
+impl Group {
+    /// Appends `later` (gathered after this group): arrival order is kept.
+    fn append(&mut self, later: Group) {
+        self.requests.extend(later.requests);
+        self.items.extend(later.items);
+    }
+}
+
+/// How often a thread holding a verified group looks whether the commit thread can take it
+/// while it waits for more requests.
+const OFFER_POLL: Duration = Duration::from_micros(500);
 
 /// What the commit thread reads from this one.
 pub(super) enum ToCommit {
@@ -94,16 +109,43 @@ pub(super) fn run(
 ) {
     let mut cache = TermsCache::default();
     let group_max = config.group_max.max(1);
+    let mut held: Option<Group> = None;
     loop {
-        let first = match inbound.recv() {
+        // Offer what is held; a full group waits for the commit thread.
+        if let Some(group) = held.take() {
+            let full = group.items.len() >= group_max;
+            let offered = if full {
+                groups.send(ToCommit::Group(group)).map_err(|_| None)
+            } else {
+                groups.try_send(ToCommit::Group(group)).map_err(|e| match e {
+                    TrySendError::Full(ToCommit::Group(group)) => Some(group),
+                    _ => None,
+                })
+            };
+            match offered {
+                Ok(()) => {}
+                Err(Some(group)) => held = Some(group),
+                Err(None) => return,
+            }
+        }
+        let held_count = held.as_ref().map_or(0, |g| g.items.len());
+        // The first request of the next chunk: wait for it, or, while holding a group, only
+        // briefly (then offer the group again).
+        let first = if held.is_some() {
+            inbound.recv_timeout(OFFER_POLL)
+        } else {
+            inbound.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        let first = match first {
             Ok(Inbound::Request(request)) => request,
-            Ok(Inbound::Close) | Err(_) => {
-                let _ = groups.send(ToCommit::Close);
+            Err(RecvTimeoutError::Timeout) => continue,
+            Ok(Inbound::Close) | Err(RecvTimeoutError::Disconnected) => {
+                close(held, groups);
                 return;
             }
         };
         let deadline = Instant::now() + config.group_window;
-        let mut count = first.txs.len();
+        let mut count = held_count.saturating_add(first.txs.len());
         let mut requests = vec![first];
         let mut closing = false;
         while count < group_max {
@@ -122,15 +164,26 @@ pub(super) fn run(
         if killed.load(Ordering::SeqCst) {
             return;
         }
-        let group = verify_group(state, requests, &mut cache);
-        if groups.send(ToCommit::Group(group)).is_err() {
-            return;
+        let chunk = verify_group(state, requests, &mut cache);
+        match held.as_mut() {
+            Some(group) => group.append(chunk),
+            None => held = Some(chunk),
         }
         if closing {
-            let _ = groups.send(ToCommit::Close);
+            close(held, groups);
             return;
         }
     }
+}
+
+/// Hands on the held group, then the close.
+fn close(held: Option<Group>, groups: &Sender<ToCommit>) {
+    if let Some(group) = held {
+        if groups.send(ToCommit::Group(group)).is_err() {
+            return;
+        }
+    }
+    let _ = groups.send(ToCommit::Close);
 }
 
 /// Verifies a group's signatures in one batch and checks its tokens' batches.

@@ -299,7 +299,10 @@ enum Pace {
     /// Back to back: throughput at saturation.
     Saturated,
     /// Each vendor every `interval`, starting at `offset` (open loop).
-    Open { interval: Duration, offset: Duration },
+    Open {
+        interval: Duration,
+        offset: Duration,
+    },
 }
 
 fn vendor_loop(
@@ -443,7 +446,9 @@ fn run_phase(
                 std::thread::Builder::new()
                     .name("load-vendor".into())
                     .stack_size(256 * 1024)
-                    .spawn_scoped(scope, move || vendor_loop(client, pool, pace, barrier, clock))?,
+                    .spawn_scoped(scope, move || {
+                        vendor_loop(client, pool, pace, barrier, clock)
+                    })?,
             );
         }
         let started = Instant::now();

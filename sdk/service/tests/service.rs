@@ -25,7 +25,7 @@ use mupib_protocol::token::Token;
 use mupib_protocol::token::TokenRef;
 use mupib_protocol::transaction::{PaymentTransaction, TransactionId};
 use mupib_protocol::trust::{TrustModel, TrustScale};
-use mupib_protocol::wire::SubmitAnswer;
+use mupib_protocol::wire::{BatchItem, SubmitAnswer};
 use mupib_protocol::Pubkey;
 use mupib_service::{RunningService, ServiceConfig, ServiceParts};
 
@@ -906,6 +906,46 @@ fn wrong_auditor_signature_is_refused_by_the_vendor_client() {
 
 #[test]
 fn restart_mid_traffic_answers_each_transaction_once_and_pays_each_payout_once() {
+    restart_mid_traffic(false);
+}
+
+/// The same through `/v1/transactions/batch`: several vendors' batches gathered into groups,
+/// killed while groups are committing.
+#[test]
+fn restart_mid_batched_traffic_answers_each_transaction_once_and_pays_each_payout_once() {
+    restart_mid_traffic(true);
+}
+
+/// Submits one batch of `txs` (all of `vendor`) and returns the answered ones.
+fn submit_batch(
+    vendor: &VendorClient,
+    txs: &[PaymentTransaction],
+) -> Result<Vec<(TransactionId, SubmitAnswer)>, String> {
+    let body = serde_json::to_vec(txs).unwrap();
+    let (status, bytes) = vendor
+        .request_raw(reqwest::Method::POST, "/v1/transactions/batch", Some(&body))
+        .map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("HTTP {status}"));
+    }
+    let items: Vec<BatchItem> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    assert_eq!(items.len(), txs.len(), "one answer per transaction");
+    Ok(txs
+        .iter()
+        .zip(items)
+        .filter_map(|(tx, item)| match item {
+            BatchItem::Answered(answer) => {
+                let id = tx.id().unwrap();
+                assert_eq!(answer.response.transaction_id, id, "answers in input order");
+                answer.response.verify(&vendor.auditor()).unwrap();
+                Some((id, answer))
+            }
+            BatchItem::Refused(_) => None,
+        })
+        .collect())
+}
+
+fn restart_mid_traffic(batched: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut world = World::new(400);
     let users: Vec<Party> = (0..4).map(|i| user(&mut world, 40 + i)).collect();
@@ -949,15 +989,35 @@ fn restart_mid_traffic_answers_each_transaction_once_and_pays_each_payout_once()
             let vendors = vendors.clone();
             let url = url.clone();
             std::thread::spawn(move || {
-                for (v, tx) in plan {
-                    let client = vendor_client(
+                let client = |v: usize| {
+                    vendor_client(
                         url.clone(),
                         vendors[v].0.clone(),
                         vendors[v].1.clone(),
                         auditor,
                     )
-                    .unwrap();
-                    match client.submit(&tx) {
+                    .unwrap()
+                };
+                if batched {
+                    // Batches of up to 3 of this user's payments at the same vendor.
+                    for v in 0..vendors.len() {
+                        let mine: Vec<PaymentTransaction> = plan
+                            .iter()
+                            .filter(|(pv, _)| *pv == v)
+                            .map(|(_, tx)| tx.clone())
+                            .collect();
+                        let client = client(v);
+                        for chunk in mine.chunks(3) {
+                            match submit_batch(&client, chunk) {
+                                Ok(answered) => answers.lock().unwrap().extend(answered),
+                                Err(_) => return, // the service is gone
+                            }
+                        }
+                    }
+                    return;
+                }
+                for (v, tx) in plan {
+                    match client(v).submit(&tx) {
                         Ok(answer) => {
                             answers.lock().unwrap().insert(tx.id().unwrap(), answer);
                         }

@@ -117,10 +117,12 @@ pub(super) fn run(
             let offered = if full {
                 groups.send(ToCommit::Group(group)).map_err(|_| None)
             } else {
-                groups.try_send(ToCommit::Group(group)).map_err(|e| match e {
-                    TrySendError::Full(ToCommit::Group(group)) => Some(group),
-                    _ => None,
-                })
+                groups
+                    .try_send(ToCommit::Group(group))
+                    .map_err(|e| match e {
+                        TrySendError::Full(ToCommit::Group(group)) => Some(group),
+                        _ => None,
+                    })
             };
             match offered {
                 Ok(()) => {}

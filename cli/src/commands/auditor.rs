@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use mupib_auditor::store::{PostgresOptions, PostgresTls};
 use mupib_auditor::AuditorConfig;
 use mupib_chain::ledger::rpc::RpcLedger;
 use mupib_chain::ledger::{EmbeddedLedger, Ledger};
@@ -31,7 +32,9 @@ use mupib_service::{
     DEFAULT_NONCE_CAPACITY, DEFAULT_REGISTRY_POLL_MS, DEFAULT_REQUEST_WINDOW_SECS,
     DEFAULT_VENDOR_BURST, DEFAULT_VENDOR_RATE,
 };
-use mupib_service::{system_clock, PayoutSender, RunningService, ServiceConfig, ServiceParts};
+use mupib_service::{
+    system_clock, PayoutSender, RunningService, ServiceConfig, ServiceParts, StoreChoice,
+};
 
 /// The auditor's commands.
 #[derive(clap::Subcommand)]
@@ -167,6 +170,20 @@ pub struct ServeArgs {
     /// Largest request body in bytes (larger bodies get 413).
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Keep the engine's state in this PostgreSQL database (postgres://user:password@host:port/db)
+    /// instead of auditor.sqlite in --data-dir; the service journal stays in --data-dir. Read
+    /// from $MUPIB_STORE when not given, so the password stays out of the process list. One
+    /// instance per database schema (a second one is refused at start).
+    #[arg(long, env = "MUPIB_STORE", hide_env_values = true)]
+    store: Option<String>,
+    /// With --store: require TLS and trust the CA certificates in this PEM file (without it,
+    /// a URL with sslmode=require is verified against the system's roots).
+    #[arg(long, requires = "store")]
+    store_ca: Option<PathBuf>,
+    /// With --store: the schema that holds the tables (created if missing); default: the
+    /// server's search_path.
+    #[arg(long, requires = "store")]
+    store_schema: Option<String>,
     /// Capacity of the queue of blocks waiting for the chain; a block that does not fit stays
     /// pending in the store and is retried.
     #[arg(long, default_value_t = 1024)]
@@ -230,6 +247,9 @@ impl ServeArgs {
         let mut config = ServiceConfig::new(Some(self.data_dir.clone()), self.listen, engine);
         config.max_body_bytes = self.max_body_bytes;
         config.block_queue = self.block_queue;
+        if let Some(url) = &self.store {
+            config.store = postgres_store(url, self.store_ca.as_ref(), self.store_schema.as_ref())?;
+        }
         config.group_max = self.group_max.max(1);
         config.group_window = Duration::from_millis(self.group_window_ms);
         config.intake_queue = self.intake_queue.max(1);
@@ -508,4 +528,36 @@ impl LimitArgs {
         config.nonce_capacity = self.nonce_capacity;
         config.registry_poll = Duration::from_millis(self.registry_poll_ms.max(10));
     }
+}
+
+/// The PostgreSQL store `--store`, `--store-ca` and `--store-schema` describe.
+fn postgres_store(
+    url: &str,
+    ca: Option<&PathBuf>,
+    schema: Option<&String>,
+) -> anyhow::Result<StoreChoice> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        anyhow::bail!(
+            "--store takes a PostgreSQL URL (postgres://user:password@host:port/database); leave it out to keep the store in --data-dir"
+        );
+    }
+    let wants_tls = url.contains("sslmode=require");
+    let tls = match (ca, wants_tls) {
+        (Some(ca), _) => PostgresTls::Required {
+            root_certificates: Some(ca.clone()),
+        },
+        (None, true) => PostgresTls::Required {
+            root_certificates: None,
+        },
+        (None, false) => PostgresTls::Disabled,
+    };
+    Ok(StoreChoice::Postgres {
+        url: url.to_owned(),
+        options: PostgresOptions {
+            tls,
+            schema: schema.cloned(),
+            application_name: format!("mupib-auditor-{}", std::process::id()),
+            ..PostgresOptions::default()
+        },
+    })
 }

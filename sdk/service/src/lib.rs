@@ -58,7 +58,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use mupib_auditor::store::{MemoryStore, SqliteStore, Store};
+use mupib_auditor::store::{
+    MemoryStore, PostgresOptions, PostgresStore, PostgresWriterLock, SqliteStore, Store,
+};
 use mupib_auditor::{Auditor, AuditorConfig};
 use mupib_protocol::batch::BatchDirectory;
 use mupib_protocol::block::BlockVerifier;
@@ -114,12 +116,45 @@ pub const DEFAULT_NONCE_CAPACITY: usize = 262_144;
 /// Default [`ServiceConfig::registry_poll`], milliseconds.
 pub const DEFAULT_REGISTRY_POLL_MS: u64 = 1_000;
 
+/// Where the engine's state lives.
+#[derive(Clone, Default)]
+pub enum StoreChoice {
+    /// `auditor.sqlite` in the data directory (in memory without one). The default.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database (`postgres://user:password@host:port/database`); the service
+    /// journal stays in the data directory. One instance per database schema for now (enforced:
+    /// see [`PostgresStore::lock_writer`]).
+    Postgres {
+        /// The connection URL.
+        url: String,
+        /// Pool, TLS, timeouts, schema.
+        options: PostgresOptions,
+    },
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChoice::Sqlite => f.write_str("Sqlite"),
+            // The URL may carry a password: only the options are shown.
+            StoreChoice::Postgres { options, .. } => f
+                .debug_struct("Postgres")
+                .field("url", &"<redacted>")
+                .field("options", options)
+                .finish(),
+        }
+    }
+}
+
 /// Settings of the service.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// Data directory for `auditor.sqlite` and `service.sqlite`; `None` keeps everything in
     /// memory (tests only: nothing survives a restart).
     pub data_dir: Option<PathBuf>,
+    /// Where the engine's state lives (SQLite in the data directory by default).
+    pub store: StoreChoice,
     /// Address to listen on (port 0: an ephemeral port, see [`RunningService::addr`]).
     pub listen: SocketAddr,
     /// The engine's settings (trust model, W0, withholding, paper mode).
@@ -183,6 +218,7 @@ impl ServiceConfig {
     pub fn new(data_dir: Option<PathBuf>, listen: SocketAddr, engine: AuditorConfig) -> Self {
         ServiceConfig {
             data_dir,
+            store: StoreChoice::Sqlite,
             listen,
             engine,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -238,17 +274,43 @@ pub struct Opened {
     pub reader: Option<Engine>,
     /// The service journal.
     pub journal: Journal,
+    /// The PostgreSQL store's single-writer lock, held while the service runs.
+    pub writer_lock: Option<PostgresWriterLock>,
 }
 
-/// Opens the engine's store, a read-only view of it and the journal in `data_dir` (or in
-/// memory).
+/// Opens the engine's store (`store`: SQLite in `data_dir` or in memory, or PostgreSQL), a
+/// read-only view of it and the journal in `data_dir` (or in memory).
 ///
 /// # Errors
-/// [`ServiceError::Io`], [`ServiceError::Store`], [`ServiceError::Journal`].
+/// [`ServiceError::Io`], [`ServiceError::Store`] (also when another process writes the store),
+/// [`ServiceError::Journal`].
 pub fn open_data(
     data_dir: Option<&std::path::Path>,
+    store: &StoreChoice,
     engine: AuditorConfig,
 ) -> Result<Opened, ServiceError> {
+    if let StoreChoice::Postgres { url, options } = store {
+        let postgres = PostgresStore::open(url, options)?;
+        let writer_lock = Some(postgres.lock_writer()?);
+        let journal = match data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| ServiceError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+                Journal::open(&dir.join(JOURNAL_FILE))?
+            }
+            None => Journal::in_memory()?,
+        };
+        let reader: Box<dyn Store + Send> = Box::new(postgres.clone());
+        let writer: Box<dyn Store + Send> = Box::new(postgres);
+        return Ok(Opened {
+            engine: Auditor::new(writer, engine)?,
+            reader: Some(Auditor::new(reader, engine)?),
+            journal,
+            writer_lock,
+        });
+    }
     match data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|source| ServiceError::Io {
@@ -263,6 +325,7 @@ pub fn open_data(
                 engine: Auditor::new(store, engine)?,
                 reader: Some(Auditor::new(reader, engine)?),
                 journal: Journal::open(&dir.join(JOURNAL_FILE))?,
+                writer_lock: None,
             })
         }
         None => Ok(Opened {
@@ -272,6 +335,7 @@ pub fn open_data(
             )?,
             reader: None,
             journal: Journal::in_memory()?,
+            writer_lock: None,
         }),
     }
 }
@@ -312,7 +376,8 @@ impl RunningService {
             mut engine,
             reader,
             journal,
-        } = open_data(config.data_dir.as_deref(), config.engine)?;
+            writer_lock,
+        } = open_data(config.data_dir.as_deref(), &config.store, config.engine)?;
         let mut verifier = parts.verifier;
         // Blocks formed before a crash or stop: verified and applied before serving.
         match engine.resume(verifier.as_mut()) {
@@ -390,6 +455,7 @@ impl RunningService {
             min_batch_life: i64::try_from(config.min_batch_life.as_secs()).unwrap_or(i64::MAX),
             payouts: Mutex::new(payouts),
             last_settlement: Mutex::new(None),
+            _writer_lock: Mutex::new(writer_lock),
         });
         let pipeline = pipeline::Pipeline::start(Arc::clone(&state), pipeline_parts)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()

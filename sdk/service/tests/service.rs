@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
+use mupib_auditor::store::TestPostgres;
 use mupib_auditor::testkit::FakePayouts;
 use mupib_auditor::{AuditorConfig, SimulatedChain};
 use mupib_client::vendor::{VendorClient, VendorError};
@@ -27,7 +28,7 @@ use mupib_protocol::transaction::{PaymentTransaction, TransactionId};
 use mupib_protocol::trust::{TrustModel, TrustScale};
 use mupib_protocol::wire::{BatchItem, SubmitAnswer};
 use mupib_protocol::Pubkey;
-use mupib_service::{RunningService, ServiceConfig, ServiceParts};
+use mupib_service::{RunningService, ServiceConfig, ServiceParts, StoreChoice};
 
 const NOW: i64 = 1_700_000_000;
 const VALUE: u64 = 1_000;
@@ -906,14 +907,88 @@ fn wrong_auditor_signature_is_refused_by_the_vendor_client() {
 
 #[test]
 fn restart_mid_traffic_answers_each_transaction_once_and_pays_each_payout_once() {
-    restart_mid_traffic(false);
+    restart_mid_traffic(false, &StoreChoice::Sqlite);
 }
 
 /// The same through `/v1/transactions/batch`: several vendors' batches gathered into groups,
 /// killed while groups are committing.
 #[test]
 fn restart_mid_batched_traffic_answers_each_transaction_once_and_pays_each_payout_once() {
-    restart_mid_traffic(true);
+    restart_mid_traffic(true, &StoreChoice::Sqlite);
+}
+
+/// A PostgreSQL store in a fresh schema of the test server, or `None` (skipped, said once).
+fn postgres_store(test: &str) -> Option<StoreChoice> {
+    let server = TestPostgres::from_env(test)?;
+    let schema = server.unique_schema(test);
+    Some(StoreChoice::Postgres {
+        url: server.url().to_owned(),
+        options: server.options(&schema),
+    })
+}
+
+/// Both restart tests on the PostgreSQL store.
+#[test]
+fn restart_mid_traffic_on_postgres_answers_each_transaction_once_and_pays_each_payout_once() {
+    let Some(store) = postgres_store("restart_postgres") else {
+        return;
+    };
+    restart_mid_traffic(false, &store);
+    let Some(store) = postgres_store("restart_postgres_batched") else {
+        return;
+    };
+    restart_mid_traffic(true, &store);
+}
+
+/// One writer per PostgreSQL schema: a second service on the same schema is refused at start
+/// with the reason, while the first serves; once the first is gone (killed), a new one starts.
+#[test]
+fn a_second_instance_on_the_same_postgres_schema_is_refused_until_the_first_is_gone() {
+    let Some(store) = postgres_store("second_instance") else {
+        return;
+    };
+    let world = World::new(4);
+    let first = world.start_with(None, 4, Box::new(world.chain.clone()), |config| {
+        config.store = store.clone()
+    });
+    let engine = AuditorConfig {
+        withholding: Withholding::from_bps(2000).unwrap(),
+        trust_model: TrustModel::Neutral,
+        trust_scale: TrustScale::Initial,
+        initial_block_size: 4,
+        paper_mode: false,
+    };
+    let mut config = ServiceConfig::new(None, SocketAddr::from(([127, 0, 0, 1], 0)), engine);
+    config.store = store.clone();
+    let second = RunningService::start(
+        config,
+        ServiceParts {
+            auditor_key: world.auditor.clone(),
+            registry: world.registry.clone(),
+            verifier: Box::new(world.chain.clone()),
+            payouts: None,
+            batches: None,
+            clock: Arc::new(|| NOW),
+        },
+    );
+    match second {
+        Err(error) => {
+            let text = error.to_string();
+            assert!(text.contains("in use by another process"), "{text}");
+        }
+        Ok(_) => panic!("a second writer on one PostgreSQL schema was started"),
+    }
+    first.kill().unwrap();
+    let again = world.start_with(None, 4, Box::new(world.chain.clone()), |config| {
+        config.store = store.clone()
+    });
+    assert!(http()
+        .get(format!("{}/health", again.url()))
+        .send()
+        .unwrap()
+        .status()
+        .is_success());
+    again.shutdown().unwrap();
 }
 
 /// Submits one batch of `txs` (all of `vendor`) and returns the answered ones.
@@ -945,8 +1020,16 @@ fn submit_batch(
         .collect())
 }
 
-fn restart_mid_traffic(batched: bool) {
+fn restart_mid_traffic(batched: bool, store: &StoreChoice) {
     let dir = tempfile::tempdir().unwrap();
+    let start = |world: &World| {
+        world.start_with(
+            Some(dir.path().to_path_buf()),
+            8,
+            Box::new(world.chain.clone()),
+            |config| config.store = store.clone(),
+        )
+    };
     let mut world = World::new(400);
     let users: Vec<Party> = (0..4).map(|i| user(&mut world, 40 + i)).collect();
     let vendors: Vec<(SigningKey, Certificate)> = (0..3)
@@ -977,7 +1060,7 @@ fn restart_mid_traffic(batched: bool) {
         }
     }
 
-    let service = world.start(Some(dir.path().to_path_buf()), 8);
+    let service = start(&world);
     let url = service.url();
     // Each user's payments go in order from one thread; answers are recorded as they come.
     let answers: Arc<Mutex<HashMap<TransactionId, SubmitAnswer>>> = Arc::default();
@@ -1038,7 +1121,7 @@ fn restart_mid_traffic(batched: bool) {
     eprintln!("answered before the kill: {} of 120", before_restart.len());
 
     // Restart on the same data directory (the chain and the payout chain persist).
-    let service = world.start(Some(dir.path().to_path_buf()), 8);
+    let service = start(&world);
     let mut finals: HashMap<TransactionId, SubmitAnswer> = HashMap::new();
     for plan in &plans {
         for (v, tx) in plan {
@@ -1095,7 +1178,7 @@ fn restart_mid_traffic(batched: bool) {
     }
     // Blocks still queued at the kill were resumed; then every payout lands exactly once.
     service.shutdown().unwrap();
-    let service = world.start(Some(dir.path().to_path_buf()), 8);
+    let service = start(&world);
     let report: serde_json::Value = http()
         .post(format!("{}/v1/settle", service.url()))
         .bearer_auth(service.operator_token())

@@ -59,7 +59,7 @@ mod postgres;
 mod sqlite;
 
 #[cfg(feature = "postgres")]
-pub use self::postgres::{PostgresOptions, PostgresStore, PostgresTls};
+pub use self::postgres::{PostgresOptions, PostgresStore, PostgresTls, PostgresWriterLock};
 #[cfg(all(feature = "postgres", feature = "testkit"))]
 pub use self::postgres::{TestPostgres, TEST_POSTGRES_ENV};
 pub use memory::MemoryStore;

@@ -129,6 +129,33 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+/// The single-writer lock of a PostgreSQL store ([`PostgresStore::lock_writer`]).
+pub struct PostgresWriterLock {
+    connection: Option<r2d2::PooledConnection<Manager>>,
+}
+
+impl std::fmt::Debug for PostgresWriterLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresWriterLock").finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresWriterLock {
+    fn drop(&mut self) {
+        if let Some(mut connection) = self.connection.take() {
+            // The connection goes back to the pool: it must not keep the lock.
+            if connection
+                .client
+                .simple_query("SELECT pg_advisory_unlock_all()")
+                .is_err()
+            {
+                // A broken connection: the server released the lock with it.
+                drop(connection);
+            }
+        }
+    }
+}
+
 /// A schema name goes into statements as an identifier: only plain lowercase ones are accepted.
 fn check_schema(schema: &str) -> Result<(), StoreError> {
     let mut chars = schema.chars();
@@ -214,6 +241,47 @@ impl PostgresStore {
             pool,
             schema,
             hook: None,
+        })
+    }
+
+    /// Makes this process the store's only writer until the returned lock is dropped or the
+    /// process dies: a session advisory lock keyed by the schema, held on a connection taken out
+    /// of the pool for as long as the lock lives (the server releases it when that connection
+    /// closes, so a killed process leaves no lock behind). A second process gets
+    /// [`StoreError::Locked`] at once. Several writers on one schema need the coordination
+    /// described in docs/DESIGN.md (leases for blocks and settlement); until then one writer
+    /// is enforced, as for SQLite.
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] while another process holds it; [`StoreError::Server`].
+    pub fn lock_writer(&self) -> Result<PostgresWriterLock, StoreError> {
+        let mut connection = self.connection()?;
+        let key = format!("mupib-writer:{}", self.schema);
+        let held: bool = connection
+            .client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                &[&key],
+            )?
+            .try_get(0)?;
+        if !held {
+            let holder: Option<i32> = connection
+                .client
+                .query_opt(
+                    "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+                     AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0) LIMIT 1",
+                    &[&key],
+                )
+                .ok()
+                .flatten()
+                .and_then(|row| row.try_get(0).ok());
+            return Err(StoreError::Locked {
+                path: std::path::PathBuf::from(format!("postgresql schema {}", self.schema)),
+                pid: holder.and_then(|pid| u32::try_from(pid).ok()),
+            });
+        }
+        Ok(PostgresWriterLock {
+            connection: Some(connection),
         })
     }
 

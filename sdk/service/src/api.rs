@@ -355,10 +355,18 @@ async fn final_answer(
         if current.is_final || *shutdown.borrow() {
             return Ok(Json(current));
         }
+        // Another instance of a shared store may apply the decision: look again now and then.
+        let recheck = tokio::time::Instant::now()
+            + if state.coordination.shared() {
+                super::instances::SHARED_POLL
+            } else {
+                wait
+            };
         tokio::select! {
             changed = decided.changed() => { if changed.is_err() { return Ok(Json(current)); } }
             _ = shutdown.changed() => { return Ok(Json(current)); }
             () = tokio::time::sleep_until(deadline) => { return Ok(Json(current)); }
+            () = tokio::time::sleep_until(recheck) => {}
         }
     }
 }
@@ -618,7 +626,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 
 async fn settle(State(state): State<Arc<AppState>>) -> Result<Json<SettlementReport>, ApiError> {
     blocking(&state, |s| {
-        super::run_settlement(s).map_err(|e| ApiError::Internal(e.to_string()))
+        super::run_settlement(s).map_err(|e| match e {
+            super::ServiceError::NotLeader => ApiError::Busy {
+                what: "settlement runs on another instance of this store",
+                retry_after_secs: 10,
+            },
+            other => ApiError::Internal(other.to_string()),
+        })
     })
     .await
     .map(Json)

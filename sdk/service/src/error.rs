@@ -323,6 +323,9 @@ pub enum ServiceError {
     /// The service thread panicked (a bug).
     #[error("the service thread panicked: {0}")]
     Panicked(String),
+    /// Settlement runs on another instance of this store (the holder of its lease).
+    #[error("settlement runs on another instance of this store (it holds the settlement lease); ask that one, or wait until it stops")]
+    NotLeader,
     /// Settlement failed.
     #[error(transparent)]
     Settlement(#[from] mupib_auditor::settlement::SettlementError),

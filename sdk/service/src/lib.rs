@@ -43,6 +43,7 @@ pub mod access;
 pub mod api;
 pub mod error;
 pub mod files;
+pub mod instances;
 pub mod journal;
 pub mod metrics;
 pub mod pipeline;
@@ -58,9 +59,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use mupib_auditor::store::{
-    MemoryStore, PostgresOptions, PostgresStore, PostgresWriterLock, SqliteStore, Store,
-};
+use mupib_auditor::store::{MemoryStore, PostgresOptions, PostgresStore, SqliteStore, Store};
 use mupib_auditor::{Auditor, AuditorConfig};
 use mupib_protocol::batch::BatchDirectory;
 use mupib_protocol::block::BlockVerifier;
@@ -122,9 +121,9 @@ pub enum StoreChoice {
     /// `auditor.sqlite` in the data directory (in memory without one). The default.
     #[default]
     Sqlite,
-    /// A PostgreSQL database (`postgres://user:password@host:port/database`); the service
-    /// journal stays in the data directory. One instance per database schema for now (enforced:
-    /// see [`PostgresStore::lock_writer`]).
+    /// A PostgreSQL database (`postgres://user:password@host:port/database`), which several
+    /// instances may share (see [`instances`]); each instance's journal stays in its data
+    /// directory.
     Postgres {
         /// The connection URL.
         url: String,
@@ -274,8 +273,8 @@ pub struct Opened {
     pub reader: Option<Engine>,
     /// The service journal.
     pub journal: Journal,
-    /// The PostgreSQL store's single-writer lock, held while the service runs.
-    pub writer_lock: Option<PostgresWriterLock>,
+    /// How this instance agrees with the other instances of its store.
+    pub coordination: Box<dyn instances::Coordination>,
 }
 
 /// Opens the engine's store (`store`: SQLite in `data_dir` or in memory, or PostgreSQL), a
@@ -291,7 +290,8 @@ pub fn open_data(
 ) -> Result<Opened, ServiceError> {
     if let StoreChoice::Postgres { url, options } = store {
         let postgres = PostgresStore::open(url, options)?;
-        let writer_lock = Some(postgres.lock_writer()?);
+        let coordination: Box<dyn instances::Coordination> =
+            Box::new(instances::SharedInstance(postgres.leases()));
         let journal = match data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| ServiceError::Io {
@@ -308,7 +308,7 @@ pub fn open_data(
             engine: Auditor::new(writer, engine)?,
             reader: Some(Auditor::new(reader, engine)?),
             journal,
-            writer_lock,
+            coordination,
         });
     }
     match data_dir {
@@ -325,7 +325,7 @@ pub fn open_data(
                 engine: Auditor::new(store, engine)?,
                 reader: Some(Auditor::new(reader, engine)?),
                 journal: Journal::open(&dir.join(JOURNAL_FILE))?,
-                writer_lock: None,
+                coordination: Box::new(instances::SingleInstance),
             })
         }
         None => Ok(Opened {
@@ -335,7 +335,7 @@ pub fn open_data(
             )?,
             reader: None,
             journal: Journal::in_memory()?,
-            writer_lock: None,
+            coordination: Box::new(instances::SingleInstance),
         }),
     }
 }
@@ -376,18 +376,22 @@ impl RunningService {
             mut engine,
             reader,
             journal,
-            writer_lock,
+            coordination,
         } = open_data(config.data_dir.as_deref(), &config.store, config.engine)?;
         let mut verifier = parts.verifier;
-        // Blocks formed before a crash or stop: verified and applied before serving.
-        match engine.resume(verifier.as_mut()) {
-            Ok(outcomes) => {
-                if !outcomes.is_empty() {
-                    tracing::info!(blocks = outcomes.len(), "resumed pending blocks");
+        // Blocks formed before a crash or stop: verified and applied before serving. On a shared
+        // store other instances may be verifying them: the chain thread's first sweep takes
+        // them, each under its lease, instead.
+        if !coordination.shared() {
+            match engine.resume(verifier.as_mut()) {
+                Ok(outcomes) => {
+                    if !outcomes.is_empty() {
+                        tracing::info!(blocks = outcomes.len(), "resumed pending blocks");
+                    }
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "resuming pending blocks failed; the chain thread retries them")
+                Err(error) => {
+                    tracing::warn!(%error, "resuming pending blocks failed; the chain thread retries them")
+                }
             }
         }
         let payouts = parts.payouts;
@@ -455,7 +459,7 @@ impl RunningService {
             min_batch_life: i64::try_from(config.min_batch_life.as_secs()).unwrap_or(i64::MAX),
             payouts: Mutex::new(payouts),
             last_settlement: Mutex::new(None),
-            _writer_lock: Mutex::new(writer_lock),
+            coordination,
         });
         let pipeline = pipeline::Pipeline::start(Arc::clone(&state), pipeline_parts)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -748,6 +752,7 @@ async fn settle_worker(
         let worker_state = Arc::clone(&state);
         match tokio::task::spawn_blocking(move || run_settlement(&worker_state)).await {
             Ok(Ok(report)) => delay = settlement::next_delay(delay, interval, &report),
+            Ok(Err(ServiceError::NotLeader)) => delay = interval,
             Ok(Err(error)) => {
                 tracing::warn!(%error, "settlement run failed; retried with backoff");
                 delay = delay

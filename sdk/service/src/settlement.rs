@@ -104,6 +104,9 @@ pub fn run_settlement(state: &AppState) -> Result<SettlementReport, ServiceError
     let Some(sender) = payouts.as_mut() else {
         return Ok(SettlementReport::default());
     };
+    if !state.coordination.settlement_leader() {
+        return Err(ServiceError::NotLeader);
+    }
     let auditor = state.auditor();
     let report = settle_once(&mut LockedEngine(&state.engine), &auditor, sender.as_mut())?;
     for batch in report.batches.iter().filter(|b| b.status == "completed") {

@@ -74,8 +74,8 @@ pub struct AppState {
     pub(crate) payouts: Mutex<Option<Box<dyn super::settlement::PayoutSender>>>,
     /// What the last settlement run found (for `GET /v1/status`).
     pub(crate) last_settlement: Mutex<Option<mupib_auditor::settlement::SettlementReport>>,
-    /// The PostgreSQL store's single-writer lock, released when the state is dropped.
-    pub(crate) _writer_lock: Mutex<Option<mupib_auditor::store::PostgresWriterLock>>,
+    /// How this instance agrees with the other instances of its store (blocks, settlement).
+    pub(crate) coordination: Box<dyn super::instances::Coordination>,
 }
 
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> ApiError {

@@ -59,7 +59,7 @@ mod postgres;
 mod sqlite;
 
 #[cfg(feature = "postgres")]
-pub use self::postgres::{PostgresOptions, PostgresStore, PostgresTls, PostgresWriterLock};
+pub use self::postgres::{PostgresLeases, PostgresOptions, PostgresStore, PostgresTls};
 #[cfg(all(feature = "postgres", feature = "testkit"))]
 pub use self::postgres::{TestPostgres, TEST_POSTGRES_ENV};
 pub use memory::MemoryStore;

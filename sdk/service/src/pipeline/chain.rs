@@ -7,7 +7,7 @@
 //! twice).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mupib_protocol::block::{BlockSubmission, BlockVerifier};
@@ -26,6 +26,10 @@ pub(super) fn run(
     sweep: &AtomicBool,
     killed: &AtomicBool,
 ) {
+    // On a shared store, pending blocks of instances that died are only found by sweeping:
+    // sweep every interval, not only after a failure.
+    let shared = state.coordination.shared();
+    let mut last_sweep = Instant::now();
     loop {
         if killed.load(Ordering::SeqCst) {
             return;
@@ -34,17 +38,19 @@ pub(super) fn run(
             Ok(block) => {
                 verify(state, verifier.as_mut(), &block, &decided, sweep);
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if sweep.swap(false, Ordering::SeqCst) {
-                    retry_pending(state, verifier.as_mut(), &decided, sweep, killed);
-                }
-            }
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if last_sweep.elapsed() >= retry_interval && (sweep.swap(false, Ordering::SeqCst) || shared)
+        {
+            last_sweep = Instant::now();
+            retry_pending(state, verifier.as_mut(), &decided, sweep, killed);
         }
     }
 }
 
-/// Verifies one block; on failure marks the pending blocks for a retry.
+/// Verifies one block under its lease (a block another instance is verifying is left to it);
+/// on failure marks the pending blocks for a retry.
 fn verify(
     state: &AppState,
     verifier: &mut dyn BlockVerifier,
@@ -52,7 +58,12 @@ fn verify(
     decided: &Sender<Decided>,
     sweep: &AtomicBool,
 ) -> bool {
-    match verifier.verify(block) {
+    if !state.coordination.claim_block(block.block_id) {
+        return true;
+    }
+    let verified = verifier.verify(block);
+    state.coordination.release_block(block.block_id);
+    match verified {
         Ok(verification) => {
             // The commit thread is gone only when stopping: the block stays pending.
             let _ = decided.send((block.block_id, verification));

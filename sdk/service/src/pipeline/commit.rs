@@ -400,7 +400,11 @@ fn reply(requests: Vec<(super::Request, usize)>, answers: Vec<Result<SubmitAnswe
     let mut answers = answers.into_iter();
     for (request, count) in requests {
         let mine: Answers = answers.by_ref().take(count).collect();
+        // Its room is free before the vendor reads the answer, so an immediate next
+        // submission finds it.
+        let super::Request { reply, _room, .. } = request;
+        drop(_room);
         // A vendor that went away drops its receiver: nothing to do.
-        let _ = request.reply.send(mine);
+        let _ = reply.send(mine);
     }
 }

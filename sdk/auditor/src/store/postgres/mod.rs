@@ -106,6 +106,8 @@ impl Default for PostgresOptions {
 /// clone per engine lets several engines of one process use the database at once.
 pub struct PostgresStore {
     pool: r2d2::Pool<Manager>,
+    /// Opens connections outside the pool (the leases').
+    direct: Manager,
     schema: String,
     hook: Option<StepHook>,
 }
@@ -114,6 +116,7 @@ impl Clone for PostgresStore {
     fn clone(&self) -> Self {
         PostgresStore {
             pool: self.pool.clone(),
+            direct: self.direct.clone(),
             schema: self.schema.clone(),
             hook: None,
         }
@@ -129,30 +132,123 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// The single-writer lock of a PostgreSQL store ([`PostgresStore::lock_writer`]).
-pub struct PostgresWriterLock {
-    connection: Option<r2d2::PooledConnection<Manager>>,
+/// Leases that let several auditor instances share one store: session advisory locks held on
+/// a connection of their own (outside the pool), which the server releases when that
+/// connection closes — the process died, or lost the server. Keys are per schema.
+///
+/// - a block lease ([`Self::try_block`]): the one instance verifying a pending block on the
+///   chain; released after the verification ([`Self::release_block`]), or with the holder;
+/// - the settlement lease ([`Self::settlement_leader`]): the one instance running settlement,
+///   kept until the holder dies or loses its connection (then another takes it; the on-chain
+///   payout sequence stays the final guard against a stale leader).
+///
+/// A failed statement drops the connection (and every lease with it): the next call opens a
+/// new one and starts over.
+pub struct PostgresLeases {
+    manager: Manager,
+    schema: String,
+    held: std::sync::Mutex<Held>,
 }
 
-impl std::fmt::Debug for PostgresWriterLock {
+#[derive(Default)]
+struct Held {
+    /// Its own connection, not a pooled one: closing it is what releases the leases.
+    connection: Option<Connection>,
+    leader: bool,
+}
+
+impl std::fmt::Debug for PostgresLeases {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresWriterLock").finish_non_exhaustive()
+        f.debug_struct("PostgresLeases")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
     }
 }
 
-impl Drop for PostgresWriterLock {
-    fn drop(&mut self) {
-        if let Some(mut connection) = self.connection.take() {
-            // The connection goes back to the pool: it must not keep the lock.
-            if connection
+impl PostgresLeases {
+    fn key(&self, what: &str) -> String {
+        format!("mupib:{}:{what}", self.schema)
+    }
+
+    /// Runs `query` (one boolean) on the lease connection; on failure drops the connection and
+    /// with it every lease.
+    fn ask(&self, held: &mut Held, query: &str, key: &str) -> Result<bool, StoreError> {
+        if held.connection.is_none() {
+            held.connection = Some(self.manager.connect()?);
+            held.leader = false;
+        }
+        let answer = match held.connection.as_mut() {
+            Some(connection) => connection
                 .client
-                .simple_query("SELECT pg_advisory_unlock_all()")
-                .is_err()
-            {
-                // A broken connection: the server released the lock with it.
-                drop(connection);
+                .query_one(query, &[&key])
+                .and_then(|row| row.try_get::<_, bool>(0)),
+            None => return Ok(false),
+        };
+        match answer {
+            Ok(answer) => Ok(answer),
+            Err(error) => {
+                // Close it: the server releases whatever it held.
+                if let Some(connection) = held.connection.take() {
+                    drop(connection);
+                }
+                held.leader = false;
+                Err(error.into())
             }
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the lease on block `block_id` if no instance holds it.
+    ///
+    /// # Errors
+    /// [`StoreError::Server`] (no lease is held then).
+    pub fn try_block(&self, block_id: u64) -> Result<bool, StoreError> {
+        let key = self.key(&format!("block:{block_id}"));
+        let mut held = self.lock();
+        self.ask(
+            &mut held,
+            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+            &key,
+        )
+    }
+
+    /// Gives the lease on block `block_id` back.
+    pub fn release_block(&self, block_id: u64) {
+        let key = self.key(&format!("block:{block_id}"));
+        let mut held = self.lock();
+        if held.connection.is_some() {
+            let _ = self.ask(
+                &mut held,
+                "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+                &key,
+            );
+        }
+    }
+
+    /// Whether this instance holds the settlement lease (taking it if it is free). Checks the
+    /// lease's connection each time: a lost connection is a lost lease.
+    ///
+    /// # Errors
+    /// [`StoreError::Server`] (not the leader then).
+    pub fn settlement_leader(&self) -> Result<bool, StoreError> {
+        let key = self.key("settlement");
+        let mut held = self.lock();
+        if held.leader {
+            // Still connected means still held (session locks live as long as the session).
+            return self.ask(&mut held, "SELECT $1::text IS NOT NULL", &key);
+        }
+        let won = self.ask(
+            &mut held,
+            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+            &key,
+        )?;
+        held.leader = won;
+        Ok(won)
     }
 }
 
@@ -236,53 +332,22 @@ impl PostgresStore {
             // round trip per step.
             .test_on_check_out(false)
             .connection_timeout(options.connect_timeout)
-            .build_unchecked(manager);
+            .build_unchecked(manager.clone());
         Ok(PostgresStore {
             pool,
+            direct: manager,
             schema,
             hook: None,
         })
     }
 
-    /// Makes this process the store's only writer until the returned lock is dropped or the
-    /// process dies: a session advisory lock keyed by the schema, held on a connection taken out
-    /// of the pool for as long as the lock lives (the server releases it when that connection
-    /// closes, so a killed process leaves no lock behind). A second process gets
-    /// [`StoreError::Locked`] at once. Several writers on one schema need the coordination
-    /// described in docs/DESIGN.md (leases for blocks and settlement); until then one writer
-    /// is enforced, as for SQLite.
-    ///
-    /// # Errors
-    /// [`StoreError::Locked`] while another process holds it; [`StoreError::Server`].
-    pub fn lock_writer(&self) -> Result<PostgresWriterLock, StoreError> {
-        let mut connection = self.connection()?;
-        let key = format!("mupib-writer:{}", self.schema);
-        let held: bool = connection
-            .client
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
-                &[&key],
-            )?
-            .try_get(0)?;
-        if !held {
-            let holder: Option<i32> = connection
-                .client
-                .query_opt(
-                    "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
-                     AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0) LIMIT 1",
-                    &[&key],
-                )
-                .ok()
-                .flatten()
-                .and_then(|row| row.try_get(0).ok());
-            return Err(StoreError::Locked {
-                path: std::path::PathBuf::from(format!("postgresql schema {}", self.schema)),
-                pid: holder.and_then(|pid| u32::try_from(pid).ok()),
-            });
+    /// The cross-instance leases of this store (see [`PostgresLeases`]).
+    pub fn leases(&self) -> PostgresLeases {
+        PostgresLeases {
+            manager: self.direct.clone(),
+            schema: self.schema.clone(),
+            held: std::sync::Mutex::new(Held::default()),
         }
-        Ok(PostgresWriterLock {
-            connection: Some(connection),
-        })
     }
 
     /// [`Self::open`] with default options.

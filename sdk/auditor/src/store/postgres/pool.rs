@@ -91,7 +91,8 @@ pub(super) struct Connection {
     pub(super) statements: HashMap<String, Statement>,
 }
 
-/// Opens connections for the pool.
+/// Opens connections for the pool (and the leases' own connection).
+#[derive(Clone)]
 pub(super) struct Manager {
     pub(super) config: postgres::Config,
     pub(super) connector: Connector,

@@ -13,8 +13,11 @@
 //! `MUPIB_LOAD_VENDORS` (concurrent vendors, default 200), `MUPIB_LOAD_TX_PER_VENDOR`
 //! (pre-generated transactions per vendor, default 400; a vendor that runs out stops early and
 //! the report says so), `MUPIB_LOAD_GROUP_MAX` (the service's group cap, default its default),
-//! `MUPIB_LOAD_STORE` (`sqlite`, the default, or `memory`: the
-//! `MemoryStore` and an in-memory journal, to price everything but the disk).
+//! `MUPIB_LOAD_STORE` (`sqlite`, the default; `memory`: the
+//! `MemoryStore` and an in-memory journal, to price everything but the disk; `postgres`: the
+//! PostgreSQL server at `MUPIB_LOAD_POSTGRES` or `MUPIB_TEST_POSTGRES`, a fresh schema per run),
+//! `MUPIB_LOAD_INSTANCES` (service instances on the one store, PostgreSQL only, default 1;
+//! vendors are spread over them round-robin, as a load balancer would).
 //!
 //! What runs:
 //! - the service in-process ([`RunningService::start`]) on `127.0.0.1:0`, with the durable
@@ -45,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::{Signature, VerifyingKey};
+use mupib_auditor::store::PostgresOptions;
 use mupib_auditor::{AuditorConfig, SimulatedChain};
 use mupib_client::vendor::{VendorClient, VendorError};
 use mupib_protocol::cert::{pubkey_of, Certificate, Registry, Role};
@@ -54,7 +58,7 @@ use mupib_protocol::token::Token;
 use mupib_protocol::transaction::PaymentTransaction;
 use mupib_protocol::trust::{TrustModel, TrustScale};
 use mupib_protocol::Pubkey;
-use mupib_service::{RunningService, ServiceConfig, ServiceParts, DEFAULT_GROUP_MAX};
+use mupib_service::{RunningService, ServiceConfig, ServiceParts, StoreChoice, DEFAULT_GROUP_MAX};
 
 /// Transactions per raw verification batch of the bound: 576 signatures, where ed25519 batch
 /// verification has reached its per-signature floor (BENCHMARKS.md, "Intake").
@@ -425,7 +429,7 @@ fn metric_sum(metrics: &str, prefix: &str) -> u64 {
 
 /// Runs one phase: every vendor from its `cursor` in its pool, at `pace`, for `duration`.
 fn run_phase(
-    service: &RunningService,
+    services: &[RunningService],
     clients: &[VendorClient],
     work: &Workload,
     cursors: &mut [usize],
@@ -464,11 +468,16 @@ fn run_phase(
     })?;
     let process_cpu = stat_cpu("/proc/self/stat").saturating_sub(process_before);
     let reqwest_cpu = threads_cpu("reqwest").saturating_sub(reqwest_before);
-    let metrics = reqwest::blocking::Client::new()
-        .get(format!("{}/metrics", service.url()))
-        .bearer_auth(service.operator_token())
-        .send()?
-        .text()?;
+    let mut metrics = String::new();
+    for service in services {
+        metrics.push_str(
+            &reqwest::blocking::Client::new()
+                .get(format!("{}/metrics", service.url()))
+                .bearer_auth(service.operator_token())
+                .send()?
+                .text()?,
+        );
+    }
     let mut phase = Phase {
         elapsed,
         process_cpu,
@@ -638,16 +647,49 @@ fn main() -> BenchResult<()> {
     let open_duration = Duration::from_secs(env_or("MUPIB_LOAD_OPEN_SECS", 15)?);
     let vendor_count = usize::try_from(env_or("MUPIB_LOAD_VENDORS", 200)?)?;
     let per_vendor = usize::try_from(env_or("MUPIB_LOAD_TX_PER_VENDOR", 400)?)?;
-    let in_memory = match std::env::var("MUPIB_LOAD_STORE").as_deref() {
-        Ok("memory") => true,
-        Ok("sqlite") | Err(_) => false,
-        Ok(other) => return Err(format!("MUPIB_LOAD_STORE={other:?}: use sqlite or memory").into()),
+    let kind = std::env::var("MUPIB_LOAD_STORE").unwrap_or_else(|_| "sqlite".into());
+    let in_memory = kind == "memory";
+    let instances = usize::try_from(env_or("MUPIB_LOAD_INSTANCES", 1)?)?.max(1);
+    let (store, store_name) = match kind.as_str() {
+        "memory" => (
+            StoreChoice::Sqlite,
+            "MemoryStore + in-memory journal, nothing durable".to_owned(),
+        ),
+        "sqlite" => (
+            StoreChoice::Sqlite,
+            "SQLite file store (synchronous = FULL) + journal".to_owned(),
+        ),
+        "postgres" => {
+            let url = std::env::var("MUPIB_LOAD_POSTGRES")
+                .or_else(|_| std::env::var("MUPIB_TEST_POSTGRES"))
+                .map_err(|_| "MUPIB_LOAD_STORE=postgres needs MUPIB_LOAD_POSTGRES=postgres://…")?;
+            let schema = format!(
+                "bench_{}_{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_secs()
+            );
+            (
+                StoreChoice::Postgres {
+                    url,
+                    options: PostgresOptions {
+                        schema: Some(schema),
+                        ..PostgresOptions::default()
+                    },
+                },
+                format!("PostgreSQL, {instances} instance(s) on one schema, journals on disk"),
+            )
+        }
+        other => {
+            return Err(
+                format!("MUPIB_LOAD_STORE={other:?}: use sqlite, memory or postgres").into(),
+            )
+        }
     };
-    let store_name = if in_memory {
-        "MemoryStore + in-memory journal, nothing durable"
-    } else {
-        "SQLite file store (synchronous = FULL) + journal"
-    };
+    if instances > 1 && !matches!(store, StoreChoice::Postgres { .. }) {
+        return Err("MUPIB_LOAD_INSTANCES above 1 needs MUPIB_LOAD_STORE=postgres".into());
+    }
     if vendor_count == 0 || per_vendor == 0 {
         return Err("MUPIB_LOAD_VENDORS and MUPIB_LOAD_TX_PER_VENDOR must be at least 1".into());
     }
@@ -673,30 +715,37 @@ fn main() -> BenchResult<()> {
     let before = physical_bound(&order, cores)?;
 
     let dir = tempfile::tempdir()?;
-    let mut config = ServiceConfig::new(
-        (!in_memory).then(|| dir.path().join("service")),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        engine_config()?,
-    );
-    config.settle_interval = None;
-    config.group_max = usize::try_from(env_or("MUPIB_LOAD_GROUP_MAX", DEFAULT_GROUP_MAX as u64)?)?;
-    let service = RunningService::start(
-        config,
-        ServiceParts {
-            auditor_key: work.auditor_key.clone(),
-            registry: work.registry.clone(),
-            verifier: Box::new(work.chain.clone()),
-            payouts: None,
-            batches: None,
-            clock: Arc::new(|| NOW),
-        },
-    )?;
-    if !service.addr().ip().is_loopback() {
-        return Err(format!("service bound to {}, not loopback", service.addr()).into());
+    let mut services = Vec::with_capacity(instances);
+    for instance in 0..instances {
+        let mut config = ServiceConfig::new(
+            (!in_memory).then(|| dir.path().join(format!("service-{instance}"))),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            engine_config()?,
+        );
+        config.store = store.clone();
+        config.settle_interval = None;
+        config.group_max =
+            usize::try_from(env_or("MUPIB_LOAD_GROUP_MAX", DEFAULT_GROUP_MAX as u64)?)?;
+        let service = RunningService::start(
+            config,
+            ServiceParts {
+                auditor_key: work.auditor_key.clone(),
+                registry: work.registry.clone(),
+                verifier: Box::new(work.chain.clone()),
+                payouts: None,
+                batches: None,
+                clock: Arc::new(|| NOW),
+            },
+        )?;
+        if !service.addr().ip().is_loopback() {
+            return Err(format!("service bound to {}, not loopback", service.addr()).into());
+        }
+        services.push(service);
     }
     let auditor = pubkey_of(&work.auditor_key);
     let mut clients = Vec::with_capacity(work.vendors.len());
-    for (vendor, cert) in &work.vendors {
+    for (index, (vendor, cert)) in work.vendors.iter().enumerate() {
+        let service = &services[index % instances];
         clients.push(
             VendorClient::new(service.url(), vendor.clone(), cert.clone(), auditor)?
                 .with_clock(Arc::new(|| NOW)),
@@ -704,7 +753,7 @@ fn main() -> BenchResult<()> {
     }
     let mut cursors = vec![0usize; clients.len()];
     let saturated = run_phase(
-        &service,
+        &services,
         &clients,
         &work,
         &mut cursors,
@@ -721,7 +770,7 @@ fn main() -> BenchResult<()> {
         let step = interval / u32::try_from(vendor_count).unwrap_or(u32::MAX);
         let decided_before = saturated.decided;
         let phase = run_phase(
-            &service,
+            &services,
             &clients,
             &work,
             &mut cursors,
@@ -734,7 +783,9 @@ fn main() -> BenchResult<()> {
         Some((half, decided_before, phase))
     };
     let stopping = Instant::now();
-    service.shutdown()?;
+    for service in services {
+        service.shutdown()?;
+    }
     let shutdown = stopping.elapsed();
     let after = physical_bound(&order, cores)?;
     let bound = ((before.0 + after.0) / 2.0, (before.1 + after.1) / 2.0);

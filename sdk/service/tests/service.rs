@@ -952,36 +952,23 @@ fn two_instances_on_one_postgres_share_users_and_lose_nothing_when_one_is_killed
     };
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let mut world = World::new(400);
-    let users: Vec<Party> = (0..4).map(|i| user(&mut world, 140 + i)).collect();
-    let vendors: Vec<(SigningKey, Certificate)> = (0..3)
-        .map(|i| {
-            let k = key(150 + i);
-            let c = world.enroll(&k, Role::Vendor, &format!("vendor {i}"));
-            (k, c)
+    let Traffic {
+        users,
+        vendors,
+        plans,
+    } = traffic(&mut world, 140);
+    let auditor = pubkey_of(&world.auditor);
+    // Payment k of user u goes to instance (k + u) % 2.
+    let plans: Vec<Vec<(usize, usize, PaymentTransaction)>> = plans
+        .into_iter()
+        .enumerate()
+        .map(|(u, plan)| {
+            plan.into_iter()
+                .enumerate()
+                .map(|(k, (v, tx))| ((k + u) % 2, v, tx))
+                .collect()
         })
         .collect();
-    let auditor = pubkey_of(&world.auditor);
-    // 4 users x 30 one-token payments; payment k of user u goes to instance (k + u) % 2.
-    let mut plans: Vec<Vec<(usize, usize, PaymentTransaction)>> = vec![Vec::new(); users.len()];
-    for round in 0..30 {
-        for (u, party) in users.iter().enumerate() {
-            let v = (round + u) % vendors.len();
-            let payment = PaymentTransaction::user_sign(
-                &party.key,
-                party.cert.clone(),
-                vendors[v].1.clone(),
-                NOW,
-                world.take_tokens(1),
-                format!("{u}/{round}"),
-            )
-            .unwrap();
-            plans[u].push((
-                (round + u) % 2,
-                v,
-                payment.countersign(&vendors[v].0).unwrap(),
-            ));
-        }
-    }
     let start = |world: &World, dir: &tempfile::TempDir| {
         world.start_with(
             Some(dir.path().to_path_buf()),
@@ -1168,6 +1155,47 @@ fn submit_batch(
         .collect())
 }
 
+/// 4 users and 3 vendors (keys from `seed`), and per user 30 one-token payments in order,
+/// payment `round` of user `u` at vendor `(round + u) % 3`, all prepared in advance.
+struct Traffic {
+    users: Vec<Party>,
+    vendors: Vec<(SigningKey, Certificate)>,
+    /// Per user: (vendor index, countersigned payment).
+    plans: Vec<Vec<(usize, PaymentTransaction)>>,
+}
+
+fn traffic(world: &mut World, seed: u8) -> Traffic {
+    let users: Vec<Party> = (0..4).map(|i| user(world, seed + i)).collect();
+    let vendors: Vec<(SigningKey, Certificate)> = (0..3)
+        .map(|i| {
+            let k = key(seed + 20 + i);
+            let c = world.enroll(&k, Role::Vendor, &format!("vendor {i}"));
+            (k, c)
+        })
+        .collect();
+    let mut plans: Vec<Vec<(usize, PaymentTransaction)>> = vec![Vec::new(); users.len()];
+    for round in 0..30 {
+        for (u, party) in users.iter().enumerate() {
+            let v = (round + u) % vendors.len();
+            let payment = PaymentTransaction::user_sign(
+                &party.key,
+                party.cert.clone(),
+                vendors[v].1.clone(),
+                NOW,
+                world.take_tokens(1),
+                format!("{u}/{round}"),
+            )
+            .unwrap();
+            plans[u].push((v, payment.countersign(&vendors[v].0).unwrap()));
+        }
+    }
+    Traffic {
+        users,
+        vendors,
+        plans,
+    }
+}
+
 fn restart_mid_traffic(batched: bool, store: &StoreChoice) {
     let dir = tempfile::tempdir().unwrap();
     let start = |world: &World| {
@@ -1179,34 +1207,12 @@ fn restart_mid_traffic(batched: bool, store: &StoreChoice) {
         )
     };
     let mut world = World::new(400);
-    let users: Vec<Party> = (0..4).map(|i| user(&mut world, 40 + i)).collect();
-    let vendors: Vec<(SigningKey, Certificate)> = (0..3)
-        .map(|i| {
-            let k = key(60 + i);
-            let c = world.enroll(&k, Role::Vendor, &format!("vendor {i}"));
-            (k, c)
-        })
-        .collect();
+    let Traffic {
+        users: _,
+        vendors,
+        plans,
+    } = traffic(&mut world, 40);
     let auditor = pubkey_of(&world.auditor);
-
-    // 4 users × 30 one-token payments, spread over 3 vendors, all prepared in advance.
-    let mut plans: Vec<Vec<(usize, PaymentTransaction)>> = vec![Vec::new(); users.len()];
-    for round in 0..30 {
-        for (u, party) in users.iter().enumerate() {
-            let v = (round + u) % vendors.len();
-            let tokens = world.take_tokens(1);
-            let payment = PaymentTransaction::user_sign(
-                &party.key,
-                party.cert.clone(),
-                vendors[v].1.clone(),
-                NOW,
-                tokens,
-                format!("{u}/{round}"),
-            )
-            .unwrap();
-            plans[u].push((v, payment.countersign(&vendors[v].0).unwrap()));
-        }
-    }
 
     let service = start(&world);
     let url = service.url();

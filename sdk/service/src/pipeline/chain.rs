@@ -6,6 +6,7 @@
 //! again (the verifier is idempotent: a block already decided on-chain is read back, not paid
 //! twice).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -30,13 +31,29 @@ pub(super) fn run(
     // sweep every interval, not only after a failure.
     let shared = state.coordination.shared();
     let mut last_sweep = Instant::now();
+    // Blocks verified lately, whose decisions may not be committed yet (a sweep would see them
+    // pending) or which a sweep verified before the queue delivered them: not verified again
+    // within the window.
+    let mut recent = Recent {
+        verified: HashMap::new(),
+        window: retry_interval
+            .saturating_mul(10)
+            .max(Duration::from_secs(5)),
+    };
     loop {
         if killed.load(Ordering::SeqCst) {
             return;
         }
         match blocks.recv_timeout(retry_interval) {
             Ok(block) => {
-                verify(state, verifier.as_mut(), &block, &decided, sweep);
+                verify(
+                    state,
+                    verifier.as_mut(),
+                    &block,
+                    &decided,
+                    sweep,
+                    &mut recent,
+                );
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -44,8 +61,29 @@ pub(super) fn run(
         if last_sweep.elapsed() >= retry_interval && (sweep.swap(false, Ordering::SeqCst) || shared)
         {
             last_sweep = Instant::now();
-            retry_pending(state, verifier.as_mut(), &decided, sweep, killed);
+            retry_pending(
+                state,
+                verifier.as_mut(),
+                &decided,
+                sweep,
+                killed,
+                &mut recent,
+            );
         }
+    }
+}
+
+/// Blocks this thread verified lately, with when.
+struct Recent {
+    verified: HashMap<u64, Instant>,
+    window: Duration,
+}
+
+impl Recent {
+    fn seen(&mut self, block_id: u64) -> bool {
+        let window = self.window;
+        self.verified.retain(|_, at| at.elapsed() < window);
+        self.verified.contains_key(&block_id)
     }
 }
 
@@ -57,19 +95,23 @@ fn verify(
     block: &BlockSubmission,
     decided: &Sender<Decided>,
     sweep: &AtomicBool,
+    recent: &mut Recent,
 ) -> bool {
-    if !state.coordination.claim_block(block.block_id) {
+    if recent.seen(block.block_id) || !state.coordination.claim_block(block.block_id) {
         return true;
     }
+    // On success the lease is kept until the commit thread has committed the decisions (so no
+    // other instance verifies the block again meanwhile); on failure it is given back.
     let verified = verifier.verify(block);
-    state.coordination.release_block(block.block_id);
     match verified {
         Ok(verification) => {
+            recent.verified.insert(block.block_id, Instant::now());
             // The commit thread is gone only when stopping: the block stays pending.
             let _ = decided.send((block.block_id, verification));
             true
         }
         Err(error) => {
+            state.coordination.release_block(block.block_id);
             state.metrics.verifier_failure();
             tracing::warn!(block_id = block.block_id, %error, "block verification failed; it stays pending and is retried");
             sweep.store(true, Ordering::SeqCst);
@@ -86,6 +128,7 @@ fn retry_pending(
     decided: &Sender<Decided>,
     sweep: &AtomicBool,
     killed: &AtomicBool,
+    recent: &mut Recent,
 ) {
     let pending = match state.read(|engine| Ok(engine.pending_blocks()?)) {
         Ok(pending) => pending,
@@ -99,6 +142,9 @@ fn retry_pending(
         if killed.load(Ordering::SeqCst) {
             return;
         }
+        if recent.seen(block.block_id) {
+            continue;
+        }
         let submission = match state.read(|engine| Ok(engine.submission(block.block_id)?)) {
             Ok(submission) => submission,
             Err(error) => {
@@ -107,7 +153,7 @@ fn retry_pending(
                 return;
             }
         };
-        if !verify(state, verifier, &submission, decided, sweep) {
+        if !verify(state, verifier, &submission, decided, sweep, recent) {
             return;
         }
     }

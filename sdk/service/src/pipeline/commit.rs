@@ -27,8 +27,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// How many times a round is re-run when the store reports a conflict (another writer changed
-/// a record the round read: nothing was written, and a re-run computes on the new state).
-const CONFLICT_RETRIES: usize = 3;
+/// a record the round read: nothing was written, and a re-run computes on the new state), with
+/// a pause of 1, 2, 4 … ms between runs.
+const CONFLICT_RETRIES: u32 = 8;
 
 /// The thread's loop: returns once the verify thread closed and the chain thread finished (its
 /// last decisions committed), or when killed.
@@ -178,7 +179,10 @@ fn round(
     let (steps, step_of, mut refused) = steps(state, &items);
     let mut result = Ok((Vec::new(), Vec::new()));
     let started = std::time::Instant::now();
-    for _ in 0..CONFLICT_RETRIES {
+    for attempt in 0..CONFLICT_RETRIES {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1 << (attempt - 1).min(5)));
+        }
         result = match state.engine() {
             Ok(mut engine) => engine
                 .apply_group(&decisions, &steps)
@@ -215,6 +219,8 @@ fn round(
 
     let mut decided_any = false;
     for (outcome, (block_id, _)) in block_outcomes.into_iter().zip(&decisions) {
+        // Committed (or refused for good): the chain thread's lease on it can go.
+        state.coordination.release_block(*block_id);
         match outcome {
             Ok(outcome) => {
                 decided_any = true;

@@ -34,6 +34,8 @@
 //! - compute units are not metered for the natively run µPIB program: `unitsConsumed` and
 //!   `computeUnitsConsumed` are left out of simulation results and transaction metas, never
 //!   made up;
+//! - `getEpochInfo`'s `transactionCount` counts the transactions the ledger remembers (every one
+//!   until `history_transactions` is reached);
 //! - legacy transactions only (a v0 transaction is refused with -32602);
 //! - a "block" is a slot of the ledger's clock in which transactions executed; slots without
 //!   any are skipped (-32007); `getBlock` lists remembered transactions only (the ledger keeps the

@@ -56,8 +56,13 @@ pub(super) async fn slot(shared: &Arc<Shared>, params: &[Value]) -> Result<Value
 
 pub(super) async fn epoch_info(shared: &Arc<Shared>, params: &[Value]) -> Result<Value, RpcErr> {
     let config: RpcEpochConfig = typed_config(params, 0)?;
-    let (slot, schedule) =
-        ledger_call(shared, |l| Ok((l.clock()?.slot, l.epoch_schedule()?))).await?;
+    // web3.js requires `transactionCount` to be a number: the transactions the ledger
+    // remembers (all of them until `history_transactions` is reached).
+    let (slot, schedule, remembered) = ledger_call(shared, |l| {
+        let remembered = l.transactions(|_| true, usize::MAX)?.len();
+        Ok((l.clock()?.slot, l.epoch_schedule()?, remembered))
+    })
+    .await?;
     check_min_context_slot(slot, config.min_context_slot)?;
     let (epoch, slot_index) = schedule.get_epoch_and_slot_index(slot);
     to_json(&EpochInfo {
@@ -66,7 +71,7 @@ pub(super) async fn epoch_info(shared: &Arc<Shared>, params: &[Value]) -> Result
         slots_in_epoch: schedule.get_slots_in_epoch(epoch),
         absolute_slot: slot,
         block_height: slot,
-        transaction_count: None,
+        transaction_count: u64::try_from(remembered).ok(),
     })
 }
 

@@ -209,6 +209,11 @@ async function main() {
     maxSupportedTransactionVersion: 0,
   });
   assert.equal(transaction.meta.err, null);
+  // Logged as a validator logs an Anchor program: one invoke, the instruction's name, the event
+  // as `Program data:`, one success.
+  const programLines = transaction.meta.logMessages.filter((l) => l.includes(programId.toBase58()));
+  assert.deepEqual(programLines, [`Program ${programId.toBase58()} invoke [1]`, `Program ${programId.toBase58()} success`]);
+  assert.equal(transaction.meta.logMessages[1], 'Program log: Instruction: ConfigSetPaused');
   const parser = new anchor.EventParser(programId, program.coder);
   const events = [...parser.parseLogs(transaction.meta.logMessages)];
   assert.equal(events.length, 1);

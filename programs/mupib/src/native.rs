@@ -69,10 +69,12 @@ pub fn entry<'a, 'b, 'c, 'd>(
 }
 
 /// The name Anchor logs (`Instruction: <Name>`) for the instruction `data` dispatches to.
+///
+/// Written whatever the features: a crate built with `no-log-ix-name` (the CLI, so that
+/// Anchor's own `msg!` does not print to its standard output natively) still runs a program
+/// that, deployed as `anchor build` builds it, logs the name; clients such as `mupib localnet`'s
+/// see that log.
 pub fn instruction_name(data: &[u8]) -> Option<&'static str> {
-    if cfg!(feature = "no-log-ix-name") {
-        return None;
-    }
     INSTRUCTIONS
         .iter()
         .find(|(discriminator, _)| data.starts_with(discriminator))

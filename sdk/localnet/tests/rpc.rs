@@ -667,11 +667,16 @@ fn rpc_ledger_reads_clock_rent_and_fees_like_the_embedded_ledger() {
 
 #[test]
 fn transport_errors_are_retried_until_the_cluster_answers() {
-    // Reserve a port, then start the localnet on it only after the client has begun retrying.
-    let addr = TcpListener::bind(loopback())
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    // Reserve a port whose next one (the websocket's) is free too, then start the localnet on it
+    // only after the client has begun retrying.
+    let addr = (0..50)
+        .find_map(|_| {
+            let http = TcpListener::bind(loopback()).ok()?;
+            let addr = http.local_addr().ok()?;
+            let next = SocketAddr::new(addr.ip(), addr.port().checked_add(1)?);
+            TcpListener::bind(next).ok().map(|_| addr)
+        })
+        .expect("a free pair of ports");
     let ledger = Arc::new(EmbeddedLedger::ephemeral().expect("ledger"));
     let starter = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(150));

@@ -1,6 +1,7 @@
-//! Replay across restart of `mupib localnet`: a signed transfer executed before the server
-//! stopped (gracefully, then by a crash) is refused when it is sent again after each restart, and
-//! the money moved once.
+//! `mupib localnet` as a user runs it: it serves the ledger other commands left in the same
+//! `--data-dir` (the issue's `demo --data-dir D` then `localnet --data-dir D`), and a signed
+//! transfer executed before the server stopped (gracefully, then by a crash) is refused when it
+//! is sent again after each restart, the money having moved once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod localnet_support;
@@ -11,7 +12,7 @@ use solana_sdk::hash::Hash;
 use solana_sdk::signature::{Keypair, Signer};
 use solana_sdk::transaction::Transaction;
 
-use localnet_support::Localnet;
+use localnet_support::{mupib_ok, Localnet};
 
 const AMOUNT: u64 = 5_000_000;
 
@@ -88,5 +89,45 @@ fn a_transaction_executed_before_a_restart_is_refused_after_it() {
     // Restarted after a crash: still refused.
     let localnet = Localnet::start(&data);
     resend_is_refused(&localnet, &encoded, &signature, &to);
+    localnet.stop();
+}
+
+#[test]
+fn localnet_serves_the_ledger_the_demo_left_in_the_same_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let report: Value = serde_json::from_str(&mupib_ok(&data, &["demo", "--json"])).unwrap();
+    assert_eq!(report["money"]["balanced"], true);
+
+    let localnet = Localnet::start(&data);
+    let config = mupib_chain::program::pda::config().0.to_string();
+    let answer = localnet.call("getAccountInfo", json!([config, {"encoding": "base64"}]));
+    assert_eq!(
+        answer["result"]["value"]["owner"],
+        mupib::ID.to_string(),
+        "the demo's config is served: {answer}"
+    );
+    let mint = localnet.call(
+        "getAccountInfo",
+        json!([report["mint"], {"encoding": "jsonParsed"}]),
+    );
+    assert_eq!(
+        mint["result"]["value"]["data"]["parsed"]["type"], "mint",
+        "{mint}"
+    );
+    let bank: solana_sdk::pubkey::Pubkey = report["bank"].as_str().unwrap().parse().unwrap();
+    let registration = mupib_chain::program::pda::bank_registration(&bank)
+        .0
+        .to_string();
+    let accounts = localnet.call(
+        "getProgramAccounts",
+        json!([mupib::ID.to_string(), {"encoding": "base64", "dataSlice": {"offset": 0, "length": 0}}]),
+    );
+    let listed = accounts["result"].as_array().unwrap();
+    assert!(listed.iter().any(|a| a["pubkey"] == config));
+    assert!(
+        listed.iter().any(|a| a["pubkey"] == registration),
+        "{accounts}"
+    );
     localnet.stop();
 }

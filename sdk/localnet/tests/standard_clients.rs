@@ -414,6 +414,31 @@ fn simulation_reports_logs_events_and_errors_and_invents_no_compute_units() {
         Some(TransactionError::BlockhashNotFound)
     );
 
+    // Return data, as validators show it: SPL Token's GetAccountDataSize returns the size of an
+    // account of the mint (165 bytes, little-endian u64), in base64.
+    let size = spl_token_interface::instruction::get_account_data_size(
+        &spl_token_interface::ID,
+        &f.deployment.mint,
+    )
+    .unwrap();
+    let simulated = f
+        .client
+        .simulate_transaction(&f.signed(size, &[admin]))
+        .unwrap()
+        .value;
+    assert_eq!(simulated.err, None);
+    let returned = simulated.return_data.expect("return data");
+    assert_eq!(returned.program_id, spl_token_interface::ID.to_string());
+    assert_eq!(
+        returned.data.1,
+        solana_transaction_status_client_types::UiReturnDataEncoding::Base64
+    );
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&returned.data.0)
+        .unwrap();
+    assert_eq!(bytes, 165u64.to_le_bytes());
+
     // sigVerify with a forged signature: the validators' -32003.
     let mut forged = pause.clone();
     forged.signatures[0] = Signature::from([7u8; 64]);

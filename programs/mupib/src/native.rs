@@ -70,10 +70,9 @@ pub fn entry<'a, 'b, 'c, 'd>(
 
 /// The name Anchor logs (`Instruction: <Name>`) for the instruction `data` dispatches to.
 ///
-/// Written whatever the features: a crate built with `no-log-ix-name` (the CLI, so that
-/// Anchor's own `msg!` does not print to its standard output natively) still runs a program
-/// that, deployed as `anchor build` builds it, logs the name; clients such as `mupib localnet`'s
-/// see that log.
+/// Written whatever the `no-log-ix-name` feature says: natively that feature only keeps Anchor's
+/// `msg!` copy of the line off standard output (where it would corrupt a command's JSON), while
+/// the transaction's log, which clients read, always has it as a deployed program's has.
 pub fn instruction_name(data: &[u8]) -> Option<&'static str> {
     INSTRUCTIONS
         .iter()

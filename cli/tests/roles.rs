@@ -844,8 +844,9 @@ fn bank_mint_through_the_json_rpc_backend_against_mupib_localnet() {
     );
     drop(localnet);
 
-    // The served ledger holds the sealed batches with the bank's commitments.
-    let ledger = EmbeddedLedger::open(&chain).unwrap();
+    // The served ledger (`<data-dir>/ledger`, as for every command) holds the sealed batches
+    // with the bank's commitments.
+    let ledger = EmbeddedLedger::open(chain.join("ledger")).unwrap();
     let state = env.bank_state(&bank.pubkey);
     assert_eq!(state.unissued.len(), count as usize);
     for record in &state.batches {

@@ -3,8 +3,9 @@
 //! JSON output and progress bars.
 //!
 //! Data directory layout (default `$MUPIB_DATA_DIR`, else `$XDG_DATA_HOME/mupib`, else
-//! `~/.local/share/mupib`):
-//! - `ledger/`: the embedded ledger (see `mupib_chain::ledger::embedded`);
+//! `~/.local/share/mupib`), the same for every command that takes `--data-dir` (the role
+//! commands, `mupib localnet`, `mupib auditor serve`, `mupib demo --data-dir`):
+//! - `ledger/` ([`LEDGER_DIR`]): the embedded ledger (see `mupib_chain::ledger::embedded`);
 //! - `banks/<bank>.json`: a bank's own data (tokens not yet handed out, batches, hand-outs);
 //! - `wallets/<user>.json`: a user's wallet;
 //! - `certs/<subject>.json`: certificates issued by `mupib admin issue-cert`.
@@ -19,6 +20,45 @@ use mupib_protocol::token::Token;
 use mupib_protocol::Pubkey;
 use serde::Serialize;
 use solana_sdk::signature::Keypair;
+
+/// The embedded ledger's directory inside a data directory.
+pub const LEDGER_DIR: &str = "ledger";
+
+/// `<data-dir>/ledger`: where every command keeps (or finds) the embedded ledger.
+pub fn ledger_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(LEDGER_DIR)
+}
+
+/// The data directory alone, for commands that only use its embedded ledger (`mupib localnet`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataDirArgs {
+    /// Data directory whose embedded ledger (in `<data-dir>/ledger`) is used, as every other
+    /// command uses it. Default: $MUPIB_DATA_DIR, else ~/.local/share/mupib.
+    #[arg(long, env = "MUPIB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArgs {
+    /// The data directory (created if missing).
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        resolve_data_dir(self.data_dir.as_deref())
+    }
+}
+
+/// The data directory given, else the default one; created if missing.
+fn resolve_data_dir(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let dir = match given {
+        Some(dir) => dir.to_path_buf(),
+        None => default_data_dir()?,
+    };
+    std::fs::create_dir_all(&dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}: pass --data-dir",
+            dir.display()
+        )
+    })?;
+    Ok(dir)
+}
 
 /// Where the ledger is and where role files are kept.
 #[derive(clap::Args, Debug, Clone)]
@@ -45,17 +85,7 @@ pub struct KeypairArg {
 impl LedgerArgs {
     /// The data directory (created if missing).
     pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
-        let dir = match &self.data_dir {
-            Some(dir) => dir.clone(),
-            None => default_data_dir()?,
-        };
-        std::fs::create_dir_all(&dir).with_context(|| {
-            format!(
-                "cannot create the data directory {}: pass --data-dir",
-                dir.display()
-            )
-        })?;
-        Ok(dir)
+        resolve_data_dir(self.data_dir.as_deref())
     }
 
     /// Whether the ledger is the embedded one (no `--url`).
@@ -68,7 +98,7 @@ impl LedgerArgs {
         if let Some(url) = &self.url {
             return open_rpc(url);
         }
-        let dir = self.data_dir()?.join("ledger");
+        let dir = ledger_dir(&self.data_dir()?);
         let ledger = EmbeddedLedger::open(&dir)
             .with_context(|| format!("cannot open the embedded ledger in {}", dir.display()))?;
         Ok(Box::new(ledger))

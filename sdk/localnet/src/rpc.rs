@@ -1,6 +1,7 @@
 //! The JSON-RPC 2.0 envelope of the localnet server: the HTTP endpoint, single and batched
-//! calls, notifications, the error objects and codes (a failed transaction carries the
-//! `RpcSimulateTransactionResult` data a validator sends), parameter parsing, and running ledger
+//! calls, notifications, the error objects and codes (the validators' own, built from
+//! `RpcCustomError` and `jsonrpc_core::Error`; a failed preflight carries the
+//! `RpcSimulateTransactionResult` a validator sends), parameter parsing, and running ledger
 //! calls on the blocking pool. The methods themselves are in [`crate::methods`].
 
 use std::str::FromStr;
@@ -12,23 +13,23 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use solana_rpc_client_api::custom_error::RpcCustomError;
 use solana_rpc_client_api::response::{RpcSimulateTransactionResult, UiTransactionError};
 use solana_sdk::pubkey::Pubkey;
 use solana_sdk::transaction::TransactionError;
 
-use mupib_chain::ledger::rpc::PREFLIGHT_FAILURE_CODE;
 use mupib_chain::ledger::{EmbeddedLedger, LedgerError};
 
 use crate::methods::dispatch;
 use crate::Shared;
 
 const PARSE_ERROR: i64 = -32700;
-const INVALID_REQUEST: i64 = -32600;
+pub(crate) const INVALID_REQUEST: i64 = -32600;
 pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
 pub(crate) const INVALID_PARAMS: i64 = -32602;
 pub(crate) const INTERNAL_ERROR: i64 = -32603;
-const TRANSACTION_FAILED: i64 = PREFLIGHT_FAILURE_CODE;
 
 /// A JSON-RPC error object.
 #[derive(Debug)]
@@ -51,7 +52,11 @@ impl RpcErr {
         Self::new(INVALID_PARAMS, message)
     }
 
-    fn to_json(&self) -> Value {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(INTERNAL_ERROR, message)
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
         let mut error = json!({ "code": self.code, "message": self.message });
         if let Some(data) = &self.data {
             error["data"] = data.clone();
@@ -64,6 +69,18 @@ pub(crate) fn error_body(id: Value, error: &RpcErr) -> Value {
     json!({ "jsonrpc": "2.0", "error": error.to_json(), "id": id })
 }
 
+/// The validator's error object for a `RpcCustomError`.
+impl From<RpcCustomError> for RpcErr {
+    fn from(error: RpcCustomError) -> Self {
+        let error = jsonrpc_core::Error::from(error);
+        RpcErr {
+            code: error.code.code(),
+            message: error.message,
+            data: error.data,
+        }
+    }
+}
+
 pub(crate) fn ledger_error(error: LedgerError) -> RpcErr {
     match error {
         LedgerError::TransactionTooLarge { .. } => RpcErr::params(error.to_string()),
@@ -72,9 +89,13 @@ pub(crate) fn ledger_error(error: LedgerError) -> RpcErr {
     }
 }
 
-fn failure_data(err: &TransactionError, logs: &[String]) -> Value {
-    let result = RpcSimulateTransactionResult {
-        err: Some(UiTransactionError::from(err.clone())),
+/// A simulation result with nothing but its error and logs.
+pub(crate) fn simulation_result(
+    err: Option<&TransactionError>,
+    logs: &[String],
+) -> RpcSimulateTransactionResult {
+    RpcSimulateTransactionResult {
+        err: err.cloned().map(UiTransactionError::from),
         logs: Some(logs.to_vec()),
         accounts: None,
         units_consumed: None,
@@ -88,16 +109,44 @@ fn failure_data(err: &TransactionError, logs: &[String]) -> Value {
         pre_token_balances: None,
         post_token_balances: None,
         loaded_addresses: None,
+    }
+}
+
+/// `sendTransaction`'s preflight failure (-32002), as a validator reports it.
+pub(crate) fn preflight_failure(result: RpcSimulateTransactionResult) -> RpcErr {
+    let message = match &result.err {
+        Some(err) => format!(
+            "Transaction simulation failed: {}",
+            TransactionError::from(err.clone())
+        ),
+        None => "Transaction simulation failed".to_string(),
     };
-    serde_json::to_value(result).unwrap_or(Value::Null)
+    let mut error =
+        RpcErr::from(RpcCustomError::SendTransactionPreflightFailure { message, result });
+    if let Some(data) = error.data.as_mut() {
+        omit_unmetered_units(data);
+    }
+    error
 }
 
 pub(crate) fn transaction_failed(err: &TransactionError, logs: &[String]) -> RpcErr {
-    RpcErr {
-        code: TRANSACTION_FAILED,
-        message: format!("Transaction simulation failed: {err}"),
-        data: Some(failure_data(err, logs)),
+    preflight_failure(simulation_result(Some(err), logs))
+}
+
+/// Compute units are not metered natively: `unitsConsumed` is left out rather than sent as
+/// `null` (clients accept its absence; a made-up figure would mislead).
+pub(crate) fn omit_unmetered_units(result: &mut Value) {
+    if let Some(object) = result.as_object_mut() {
+        if object.get("unitsConsumed").is_some_and(Value::is_null) {
+            object.remove("unitsConsumed");
+        }
     }
+}
+
+/// Serializes a client type into the JSON a validator sends.
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, RpcErr> {
+    serde_json::to_value(value)
+        .map_err(|e| RpcErr::internal(format!("cannot encode the answer: {e}")))
 }
 
 /// Runs a ledger call on the blocking pool (the ledger drives its own runtime).
@@ -279,13 +328,25 @@ pub(crate) fn pubkey_param(params: &[Value], index: usize) -> Result<Pubkey, Rpc
     })
 }
 
-/// The config object at `index`, or `Null` when absent.
-pub(crate) fn config_param(params: &[Value], index: usize) -> Result<Value, RpcErr> {
+/// The config object at `index` parsed as the validators' config type `T` (its default when
+/// absent or `null`).
+pub(crate) fn typed_config<T: DeserializeOwned + Default>(
+    params: &[Value],
+    index: usize,
+) -> Result<T, RpcErr> {
     match params.get(index) {
-        None | Some(Value::Null) => Ok(Value::Null),
-        Some(value @ Value::Object(_)) => Ok(value.clone()),
-        Some(_) => Err(RpcErr::params(format!(
-            "Invalid params: parameter {index} must be a configuration object"
-        ))),
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(value) => serde_json::from_value(value.clone())
+            .map_err(|e| RpcErr::params(format!("Invalid params: {e}"))),
     }
+}
+
+/// Parameter `index` parsed as `T`.
+pub(crate) fn typed_param<T: DeserializeOwned>(
+    params: &[Value],
+    index: usize,
+    what: &str,
+) -> Result<T, RpcErr> {
+    serde_json::from_value(param(params, index, what)?.clone())
+        .map_err(|e| RpcErr::params(format!("Invalid params: {what}: {e}")))
 }

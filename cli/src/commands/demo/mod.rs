@@ -26,9 +26,11 @@ use scenario::{ScenarioParams, ScenarioReport};
 /// and the money balance. `--program-only` runs the program-level scenario instead.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Keep the data (ledger, and the auditor's databases) in this directory. The full demo needs
-    /// it empty or absent; `--program-only` reuses an existing ledger. By default a fresh
-    /// temporary directory is used and removed afterwards.
+    /// Keep the data in this data directory, laid out as for every other command (the ledger in
+    /// `<data-dir>/ledger`, so `mupib localnet --data-dir` can serve it afterwards). The full
+    /// demo needs it empty or absent; `--program-only` reuses an existing ledger. By default a
+    /// fresh temporary directory is used and removed afterwards ($MUPIB_DATA_DIR is not used:
+    /// the demo never writes into your data directory unless told to).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Print the report as JSON (progress lines go to stderr).
@@ -138,10 +140,16 @@ impl Args {
     }
 }
 
-/// Opens the embedded ledger in `dir` and runs the scenario on it.
+/// Opens the embedded ledger of the data directory `dir` (`<dir>/ledger`, as every command
+/// does) and runs the scenario on it.
 pub fn run_in(dir: &Path, params: &ScenarioParams) -> anyhow::Result<ScenarioReport> {
-    let ledger = EmbeddedLedger::open(dir)
-        .with_context(|| format!("cannot open the embedded ledger in {}", dir.display()))?;
+    let ledger_dir = super::common::ledger_dir(dir);
+    let ledger = EmbeddedLedger::open(&ledger_dir).with_context(|| {
+        format!(
+            "cannot open the embedded ledger in {}",
+            ledger_dir.display()
+        )
+    })?;
     scenario::run(Arc::new(ledger), params).context("the program-level scenario failed")
 }
 

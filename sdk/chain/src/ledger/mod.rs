@@ -8,7 +8,9 @@
 pub mod embedded;
 pub mod rpc;
 
-pub use embedded::{EmbeddedLedger, OpenOptions};
+pub use embedded::{
+    EmbeddedLedger, ExecutedTransaction, LedgerUpdate, OpenOptions, SimulateOptions, Simulation,
+};
 pub use rpc::{RpcLedger, RpcOptions};
 
 use solana_sdk::account::Account;

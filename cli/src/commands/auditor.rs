@@ -214,7 +214,7 @@ impl ServeArgs {
         let registry = load_registry(&self.registry)?;
         let ledger: Arc<dyn Ledger> = match self.ledger {
             LedgerKind::Embedded => Arc::new(
-                EmbeddedLedger::open(self.data_dir.join("ledger"))
+                EmbeddedLedger::open(super::common::ledger_dir(&self.data_dir))
                     .context("opening the embedded ledger")?,
             ),
             LedgerKind::Rpc => {

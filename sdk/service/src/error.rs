@@ -267,13 +267,24 @@ impl IntoResponse for ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> Self {
-        ApiError::Internal(error.to_string())
+        match error {
+            EngineError::Store(error) => error.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 
 impl From<StoreError> for ApiError {
+    /// A database server that cannot be reached, or a write that lost a race, is temporary:
+    /// 503 with Retry-After (nothing was written); anything else is an internal error.
     fn from(error: StoreError) -> Self {
-        ApiError::Internal(error.to_string())
+        match error {
+            StoreError::Server(_) | StoreError::Conflict(_) => ApiError::Busy {
+                what: "the auditor's database is unavailable",
+                retry_after_secs: 5,
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

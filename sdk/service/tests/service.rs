@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use mupib_auditor::store::TestPostgres;
+use mupib_auditor::store::{PostgresOptions, TestPostgres};
 use mupib_auditor::testkit::FakePayouts;
 use mupib_auditor::{AuditorConfig, SimulatedChain};
 use mupib_client::vendor::{VendorClient, VendorError};
@@ -1089,6 +1089,125 @@ fn instances_share_users(count: usize, store: &StoreChoice) {
     for other in others {
         other.shutdown().unwrap();
     }
+}
+
+/// A TCP relay to the test's PostgreSQL server that can cut every connection and refuse new
+/// ones, as a server restart does to its clients.
+struct Relay {
+    addr: std::net::SocketAddr,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn start(upstream: String) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (down_in, open_in) = (Arc::clone(&down), Arc::clone(&open));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if down_in.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let mut open = open_in.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { addr, down, open }
+    }
+
+    /// Cuts every connection and refuses new ones.
+    fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Accepts connections again.
+    fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The database goes away under a running service (every connection cut, new ones refused, as
+/// in a server restart): submissions get 503 and write nothing, reads fail cleanly, nothing is
+/// answered twice; when it is back the service recovers by itself and takes the same
+/// transactions.
+#[test]
+fn postgres_outage_answers_503_and_the_service_recovers_without_help() {
+    let Some(StoreChoice::Postgres { url, options }) = postgres_store("outage") else {
+        return;
+    };
+    let (head, rest) = url.split_once('@').expect("user@host in the test URL");
+    let (host, tail) = rest.split_once('/').expect("host/database in the test URL");
+    let relay = Relay::start(host.to_owned());
+    let store = StoreChoice::Postgres {
+        url: format!("{head}@{}/{tail}", relay.addr),
+        options: PostgresOptions {
+            connect_timeout: Duration::from_secs(2),
+            ..options
+        },
+    };
+    let mut world = World::new(8);
+    let alice = user(&mut world, 170);
+    let vendor_key = key(171);
+    let vendor_cert = world.enroll(&vendor_key, Role::Vendor, "vendor");
+    let service = world.start_with(None, 4, Box::new(world.chain.clone()), |config| {
+        config.store = store.clone()
+    });
+    let vendor = vendor_client(
+        service.url(),
+        vendor_key,
+        vendor_cert,
+        pubkey_of(&world.auditor),
+    )
+    .unwrap();
+    let first = pay(&alice, &vendor, world.take_tokens(1), "before");
+    assert_eq!(verdict(&vendor.submit(&first).unwrap()), &Verdict::Deliver);
+
+    relay.cut();
+    let during = pay(&alice, &vendor, world.take_tokens(1), "during");
+    match vendor.submit(&during) {
+        Err(VendorError::Refused {
+            status,
+            code,
+            message,
+            ..
+        }) => assert_eq!((status, code.as_str()), (503, "busy"), "{message}"),
+        other => panic!("expected 503 while the database is away, got {other:?}"),
+    }
+    let (status, _) = op_get(&service, &format!("/v1/users/{}", alice.cert.subject));
+    assert_eq!(status, 503, "a read while the database is away");
+
+    relay.restore();
+    let answer = wait_for(|| vendor.submit(&during).ok());
+    assert_eq!(verdict(&answer), &Verdict::Deliver);
+    // Once each: the first payment's resubmission is the stored answer, not a second delivery.
+    assert_eq!(verdict(&vendor.submit(&first).unwrap()), &Verdict::Deliver);
+    let (status, view) = op_get(&service, &format!("/v1/users/{}", alice.cert.subject));
+    assert_eq!(status, 200);
+    assert_eq!(view["queued_tokens"], 2, "{view}");
+    let (_, account) = op_get(&service, &format!("/v1/vendors/{}", vendor.vendor()));
+    assert_eq!(account["accrued"], 2 * VALUE * 8 / 10, "{account}");
+    assert_eq!(account["double_sellings"], 0);
+    service.shutdown().unwrap();
 }
 
 /// One settlement leader per PostgreSQL schema: while one instance holds the lease, another

@@ -12,7 +12,6 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use mupib_auditor::store::StoreError;
 use mupib_auditor::{
     BlockOutcome, EngineError, EngineVerdict, GroupStep, IntakeOutcome, TransactionSummary,
 };
@@ -135,18 +134,6 @@ fn steps<'a>(
     (steps, step_of, refused)
 }
 
-/// What a failed group commit tells the vendors (nothing of it was written): 503 while the
-/// database is unreachable or busy with another writer, else 500.
-fn store_failure(error: &EngineError) -> ApiError {
-    match error {
-        EngineError::Store(StoreError::Server(_) | StoreError::Conflict(_)) => ApiError::Busy {
-            what: "the auditor's database is unavailable",
-            retry_after_secs: 5,
-        },
-        other => ApiError::Internal(other.to_string()),
-    }
-}
-
 impl ApiError {
     /// The same refusal again, for every vendor of a failed group.
     fn same(&self) -> ApiError {
@@ -186,7 +173,8 @@ fn round(
         result = match state.engine() {
             Ok(mut engine) => engine
                 .apply_group(&decisions, &steps)
-                .map_err(|e| store_failure(&e)),
+                // 503 while the database is away or another writer won (nothing written).
+                .map_err(ApiError::from),
             Err(error) => Err(error),
         };
         if !matches!(&result, Err(ApiError::Busy { .. })) {

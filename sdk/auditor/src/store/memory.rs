@@ -417,27 +417,21 @@ impl Store for MemoryStore {
             .get(key)
             .cloned()
             .ok_or_else(|| StoreError::NotFound(format!("settlement {key}")))?;
-        match batch.status {
-            SettlementStatus::Completed => Ok(batch),
-            SettlementStatus::Aborted => Err(StoreError::Settlement {
-                key: key.to_owned(),
-                reason: "was aborted; start a new batch with a new key".into(),
-            }),
-            SettlementStatus::InFlight => {
-                for item in &batch.items {
-                    let account = self.vendors.entry(item.vendor).or_default();
-                    account.in_flight = account.in_flight.saturating_sub(item.amount);
-                    account.settled = account.settled.saturating_add(item.amount);
-                }
-                let done = SettlementBatch {
-                    status: SettlementStatus::Completed,
-                    reference: Some(reference.to_owned()),
-                    ..batch
-                };
-                self.settlements.insert(key.to_owned(), done.clone());
-                Ok(done)
-            }
+        if !batch.needs_closing(true)? {
+            return Ok(batch);
         }
+        for item in &batch.items {
+            let account = self.vendors.entry(item.vendor).or_default();
+            account.in_flight = account.in_flight.saturating_sub(item.amount);
+            account.settled = account.settled.saturating_add(item.amount);
+        }
+        let done = SettlementBatch {
+            status: SettlementStatus::Completed,
+            reference: Some(reference.to_owned()),
+            ..batch
+        };
+        self.settlements.insert(key.to_owned(), done.clone());
+        Ok(done)
     }
 
     fn abort_settlement(&mut self, key: &str) -> Result<SettlementBatch, StoreError> {
@@ -446,25 +440,19 @@ impl Store for MemoryStore {
             .get(key)
             .cloned()
             .ok_or_else(|| StoreError::NotFound(format!("settlement {key}")))?;
-        match batch.status {
-            SettlementStatus::Aborted => Ok(batch),
-            SettlementStatus::Completed => Err(StoreError::Settlement {
-                key: key.to_owned(),
-                reason: "is completed (paid on-chain) and cannot be aborted".into(),
-            }),
-            SettlementStatus::InFlight => {
-                for item in &batch.items {
-                    let account = self.vendors.entry(item.vendor).or_default();
-                    account.in_flight = account.in_flight.saturating_sub(item.amount);
-                }
-                let done = SettlementBatch {
-                    status: SettlementStatus::Aborted,
-                    ..batch
-                };
-                self.settlements.insert(key.to_owned(), done.clone());
-                Ok(done)
-            }
+        if !batch.needs_closing(false)? {
+            return Ok(batch);
         }
+        for item in &batch.items {
+            let account = self.vendors.entry(item.vendor).or_default();
+            account.in_flight = account.in_flight.saturating_sub(item.amount);
+        }
+        let done = SettlementBatch {
+            status: SettlementStatus::Aborted,
+            ..batch
+        };
+        self.settlements.insert(key.to_owned(), done.clone());
+        Ok(done)
     }
 
     fn record_signed_settlement(

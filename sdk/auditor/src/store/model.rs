@@ -195,6 +195,32 @@ pub struct SettlementBatch {
     pub reference: Option<String>,
 }
 
+impl SettlementBatch {
+    /// Whether closing this batch — completing it (`completing`, paid on-chain) or aborting it
+    /// — has anything to write: `Ok(true)` while it is in flight; `Ok(false)` when it is already
+    /// closed that way (the call is idempotent); an error when it was closed the other way.
+    /// Every store applies this one rule.
+    ///
+    /// # Errors
+    /// [`super::StoreError::Settlement`]: completing an aborted batch, aborting a completed one.
+    pub fn needs_closing(&self, completing: bool) -> Result<bool, super::StoreError> {
+        let refused = |reason: &str| super::StoreError::Settlement {
+            key: self.key.clone(),
+            reason: reason.into(),
+        };
+        match (self.status, completing) {
+            (SettlementStatus::InFlight, _) => Ok(true),
+            (SettlementStatus::Completed, true) | (SettlementStatus::Aborted, false) => Ok(false),
+            (SettlementStatus::Aborted, true) => {
+                Err(refused("was aborted; start a new batch with a new key"))
+            }
+            (SettlementStatus::Completed, false) => Err(refused(
+                "is completed (paid on-chain) and cannot be aborted",
+            )),
+        }
+    }
+}
+
 /// Kinds of misbehaviour detected at intake (beyond the paper).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MisbehaviourKind {

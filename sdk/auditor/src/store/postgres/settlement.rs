@@ -103,23 +103,8 @@ impl PostgresStore {
         self.write(|sql, hook| {
             let batch = Self::settlement_in(sql, key, true)?
                 .ok_or_else(|| StoreError::NotFound(format!("settlement {key}")))?;
-            match (batch.status, completing) {
-                (SettlementStatus::Completed, true) | (SettlementStatus::Aborted, false) => {
-                    return Ok(batch)
-                }
-                (SettlementStatus::Aborted, true) => {
-                    return Err(StoreError::Settlement {
-                        key: key.to_owned(),
-                        reason: "was aborted; start a new batch with a new key".into(),
-                    })
-                }
-                (SettlementStatus::Completed, false) => {
-                    return Err(StoreError::Settlement {
-                        key: key.to_owned(),
-                        reason: "is completed (paid on-chain) and cannot be aborted".into(),
-                    })
-                }
-                (SettlementStatus::InFlight, _) => {}
+            if !batch.needs_closing(completing)? {
+                return Ok(batch);
             }
             for item in &batch.items {
                 let amount = to_i64(item.amount, "settlement amount")?;

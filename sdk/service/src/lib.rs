@@ -288,56 +288,52 @@ pub fn open_data(
     store: &StoreChoice,
     engine: AuditorConfig,
 ) -> Result<Opened, ServiceError> {
-    if let StoreChoice::Postgres { url, options } = store {
-        let postgres = PostgresStore::open(url, options)?;
-        let coordination: Box<dyn instances::Coordination> =
-            Box::new(instances::SharedInstance(postgres.leases()));
-        let journal = match data_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| ServiceError::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-                Journal::open(&dir.join(JOURNAL_FILE))?
-            }
-            None => Journal::in_memory()?,
-        };
-        let reader: Box<dyn Store + Send> = Box::new(postgres.clone());
-        let writer: Box<dyn Store + Send> = Box::new(postgres);
-        return Ok(Opened {
-            engine: Auditor::new(writer, engine)?,
-            reader: Some(Auditor::new(reader, engine)?),
-            journal,
-            coordination,
-        });
+    if let Some(dir) = data_dir {
+        std::fs::create_dir_all(dir).map_err(|source| ServiceError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
-    match data_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|source| ServiceError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-            // The writer first: it takes the data directory's lock and migrates the schema.
-            let store: Box<dyn Store + Send> = Box::new(SqliteStore::open(dir.join(STORE_FILE))?);
-            let reader: Box<dyn Store + Send> =
-                Box::new(SqliteStore::open_reader(dir.join(STORE_FILE))?);
-            Ok(Opened {
-                engine: Auditor::new(store, engine)?,
-                reader: Some(Auditor::new(reader, engine)?),
-                journal: Journal::open(&dir.join(JOURNAL_FILE))?,
-                coordination: Box::new(instances::SingleInstance),
-            })
+    let journal = match data_dir {
+        Some(dir) => Journal::open(&dir.join(JOURNAL_FILE))?,
+        None => Journal::in_memory()?,
+    };
+    // (writer, read-only view, coordination with other instances)
+    type Stores = (
+        Box<dyn Store + Send>,
+        Option<Box<dyn Store + Send>>,
+        Box<dyn instances::Coordination>,
+    );
+    let (writer, reader, coordination): Stores = match (store, data_dir) {
+        (StoreChoice::Postgres { url, options }, _) => {
+            let postgres = PostgresStore::open(url, options)?;
+            let leases = instances::SharedInstance(postgres.leases());
+            (
+                Box::new(postgres.clone()),
+                Some(Box::new(postgres)),
+                Box::new(leases),
+            )
         }
-        None => Ok(Opened {
-            engine: Auditor::new(
-                Box::new(MemoryStore::new()) as Box<dyn Store + Send>,
-                engine,
-            )?,
-            reader: None,
-            journal: Journal::in_memory()?,
-            coordination: Box::new(instances::SingleInstance),
-        }),
-    }
+        // The writer first: it takes the data directory's lock and migrates the schema.
+        (StoreChoice::Sqlite, Some(dir)) => (
+            Box::new(SqliteStore::open(dir.join(STORE_FILE))?),
+            Some(Box::new(SqliteStore::open_reader(dir.join(STORE_FILE))?)),
+            Box::new(instances::SingleInstance),
+        ),
+        (StoreChoice::Sqlite, None) => (
+            Box::new(MemoryStore::new()),
+            None,
+            Box::new(instances::SingleInstance),
+        ),
+    };
+    Ok(Opened {
+        engine: Auditor::new(writer, engine)?,
+        reader: reader
+            .map(|reader| Auditor::new(reader, engine))
+            .transpose()?,
+        journal,
+        coordination,
+    })
 }
 
 /// A running service (on its own thread with its own async runtime).

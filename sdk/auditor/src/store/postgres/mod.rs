@@ -188,9 +188,7 @@ impl PostgresLeases {
             Ok(answer) => Ok(answer),
             Err(error) => {
                 // Close it: the server releases whatever it held.
-                if let Some(connection) = held.connection.take() {
-                    drop(connection);
-                }
+                held.connection = None;
                 held.leader = false;
                 Err(error.into())
             }
